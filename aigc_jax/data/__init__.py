@@ -1,0 +1,1 @@
+"""Datasets: TFDS builders for the embedded data, catalog adapters, deterministic batch samplers."""

@@ -1,0 +1,88 @@
+"""Image classification datasets as in-memory float arrays: the embedded digits or a TFDS catalog set."""
+
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from aigc_jax.data import digits
+from aigc_jax.data.dirs import tfds_data_dir
+from aigc_jax.data.splits import Splits
+from aigc_jax.errors import UserError
+
+EMBEDDED = "digits"
+
+
+def prepare_digits(data_dir: str) -> tfds.core.DatasetBuilder:
+    """Build the embedded digits into `data_dir` once (about a second); later calls only open it."""
+    builder = digits.Digits(data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+        tfds.disable_progress_bar()
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"data_dir {data_dir!r} is not writable ({e.strerror}); "
+                            "expected a writable directory for the prepared digits") from None
+        builder.download_and_prepare()
+    return builder
+
+
+def _read_all(source) -> list[dict]:
+    n = len(source)
+    return [source[i] for i in range(n)]
+
+
+def _to_float(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> float32 [N, size, size, 1] in [0, 1] (grey, resized if needed)."""
+    images = images.astype(np.float32)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] > 1:
+        images = images.mean(axis=-1, keepdims=True)
+    if images.shape[1:3] != (size, size):
+        images = np.stack([
+            np.asarray(Image.fromarray(im[..., 0]).resize((size, size), Image.Resampling.BILINEAR))
+            for im in images])[..., None]
+    return images / 255.0
+
+
+def _catalog_sources(name: str, data_dir: str):
+    if not os.path.isdir(os.path.join(data_dir, name.split("/")[0].split(":")[0])):
+        raise UserError(
+            f"dataset {name!r} is not prepared in {data_dir!r}; expected the embedded '{EMBEDDED}' or a "
+            f"TFDS dataset prepared there in array_record format, e.g. pip install 'aigc-jax[tf]' && "
+            f"tfds build {name} --data_dir {data_dir} --file_format array_record (needs network once)")
+    try:
+        return tfds.data_source(name, data_dir=data_dir, download=False)
+    except Exception as e:  # TFDS raises several types for "not there"; all mean the same to a user
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"dataset {name!r} is not available in {data_dir!r} ({reason[:160]}); expected the embedded "
+            f"'{EMBEDDED}' or a TFDS dataset prepared there in array_record format, e.g. "
+            f"pip install 'aigc-jax[tf]' && tfds build {name} --data_dir {data_dir} --file_format array_record"
+        ) from None
+
+
+def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) -> Splits:
+    """{"image": float32 [N, S, S, 1] in [0, 1], "label": int32 [N]} for train and test."""
+    data_dir = tfds_data_dir(data_dir)
+    if dataset == EMBEDDED:
+        key = {28: "image", 32: "image32"}.get(image_size, "image32")
+        sources = prepare_digits(data_dir).as_data_source()
+    else:
+        key = "image"
+        sources = _catalog_sources(dataset, data_dir)
+        if "train" not in sources or "test" not in sources:
+            raise UserError(f"dataset {dataset!r} has splits {sorted(sources)}; expected 'train' and 'test'")
+    out = {}
+    for split in ("train", "test"):
+        records = _read_all(sources[split])
+        if records and ("label" not in records[0] or key not in records[0]):
+            raise UserError(f"dataset {dataset!r} has features {sorted(records[0])}; "
+                            f"expected an image dataset with 'image' and 'label'")
+        out[split] = {
+            "image": _to_float(np.stack([r[key] for r in records]), image_size),
+            "label": np.asarray([r["label"] for r in records], np.int32),
+        }
+    return Splits(train=out["train"], test=out["test"])

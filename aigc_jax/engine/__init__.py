@@ -1,0 +1,1 @@
+"""Family-agnostic machinery: state, compiled steps, the training loop, checkpoints, metrics."""

@@ -1,0 +1,213 @@
+"""The training loop every family shares: data -> step -> metrics -> eval -> samples -> checkpoint.
+
+Randomness comes from one root key (the config's seed): step `s` uses `fold_in(train_key, s)` and
+batch `s` is a pure function of (seed, s), so a run resumed from a checkpoint computes exactly what
+an uninterrupted run computes. SIGTERM or Ctrl-C finishes the current step, saves, and returns.
+"""
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import jax
+import numpy as np
+
+from aigc_jax.data import sampler
+from aigc_jax.engine.checkpoint import Checkpointer
+from aigc_jax.engine.compile import CompiledTask, compile_task
+from aigc_jax.engine.metrics import MetricWriter, progress_bar, to_python
+from aigc_jax.engine.samples import write_samples
+from aigc_jax.errors import UserError
+
+
+def check_workdir(workdir: str) -> None:
+    """Fail before any work if `workdir` cannot hold checkpoints and logs."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_probe")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"workdir {workdir!r} is not writable ({e.strerror}); expected a writable directory") from None
+
+
+class StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.name = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def host_batch(arrays: dict, indices: np.ndarray) -> dict:
+    """This process's slice of the global batch `indices`."""
+    local = np.array_split(indices, jax.process_count())[jax.process_index()]
+    return sampler.take(arrays, local)
+
+
+def root_keys(seed: int) -> dict:
+    """The run's named keys, all from the one config seed."""
+    names = ("init", "train", "eval", "sample")
+    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
+
+
+def initial_state(task, data, rng):
+    """The task's freshly initialised state, built from the first training batch."""
+    first = {} if data is None else host_batch(
+        data.train, sampler.batch_indices(data.num_train, task.config.batch_size, 0, task.config.seed))
+    batch = {**first, "key": jax.random.split(rng, task.config.batch_size // jax.process_count())}
+    return jax.jit(task.init)(rng, batch)
+
+
+def first_test_batch(compiled: CompiledTask, data, size: int) -> dict:
+    """The first `size` test examples (repeated if the split is smaller), for samples that need inputs."""
+    if data is None:
+        return {}
+    batch = sampler.take(data.test, np.arange(size) % data.num_test)
+    return compiled.place_eval_batch(host_batch(batch, np.arange(size)))
+
+
+def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_size: int) -> dict:
+    """Sum `eval_step` over the whole test split (padded, masked), then average and finalize."""
+    n = len(next(iter(test.values())))
+    totals = None
+    for start in range(0, n, eval_batch_size):
+        idx = np.arange(start, min(start + eval_batch_size, n))
+        pad = eval_batch_size - len(idx)
+        batch = sampler.take(test, np.concatenate([idx, np.zeros(pad, np.int64)]))
+        batch["mask"] = np.concatenate([np.ones(len(idx)), np.zeros(pad)]).astype(np.float32)
+        sums = compiled.eval_step(state, compiled.place_eval_batch(host_batch(batch, np.arange(eval_batch_size))),
+                                  jax.random.fold_in(rng, start))
+        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    means = jax.tree.map(lambda x: np.asarray(x, np.float64) / n, jax.device_get(totals))
+    return to_python(task.finalize_eval(means))
+
+
+def eval_batch_size_for(config, compiled: CompiledTask, test_size: int) -> int:
+    per = compiled.num_devices
+    size = min(config.eval_batch_size, max(test_size, 1))
+    return max(per, -(-size // per) * per)  # round up to a multiple of the device count
+
+
+def _due(step: int, every: int, last: bool) -> bool:
+    return last or (every > 0 and step % every == 0)
+
+
+def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_progress: bool = True) -> dict:
+    """Train `task` in `workdir` (resuming from its newest checkpoint) and return a summary."""
+    config = task.config
+    check_workdir(workdir)
+    data = task.load_data()
+    compiled = compile_task(task, config.parallel, config.batch_size)
+    chief = jax.process_index() == 0
+
+    keys = root_keys(config.seed)
+    num_train = data.num_train if data is not None else 0
+
+    def batch_for(step: int) -> dict:
+        if data is None:
+            return {}
+        return host_batch(data.train, sampler.batch_indices(num_train, config.batch_size, step, config.seed))
+
+    state = initial_state(task, data, keys["init"])
+
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if fresh and os.path.isdir(ckpt_dir):
+        shutil.rmtree(ckpt_dir)
+    ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+    state = jax.device_put(state, jax.sharding.NamedSharding(compiled.mesh, jax.sharding.PartitionSpec()))
+    start_step = 0
+    restored = ckpt.restore_latest(state, config.family)
+    if restored is not None:
+        start_step, state, _ = restored
+        log(f"resumed from step {start_step}")
+    if chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    writer = MetricWriter(workdir, start_step, enabled=chief)
+
+    test = data.test if data is not None else None
+    eval_bs = eval_batch_size_for(config, compiled, data.num_test if data is not None else 1)
+    sample_batch = first_test_batch(compiled, data, eval_bs)
+    sample_dir = os.path.join(workdir, "samples")
+
+    def save(step: int, placed_state) -> None:
+        ckpt.save(step, compiled.canonical(placed_state),
+                  data=sampler.position(num_train, config.batch_size, step),
+                  config=config.to_dict(), meta={"family": config.family})
+
+    def emit_samples(step: int, canonical_state) -> list[str]:
+        outputs = jax.device_get(compiled.sample(canonical_state, keys["sample"], sample_batch))
+        return write_samples(sample_dir, step, task.render_samples(outputs), writer) if chief else []
+
+    placed = compiled.place_state(state)
+    last_train, last_eval, sample_paths = {}, {}, []
+    bar = progress_bar(start_step, config.steps, config.family, enabled=chief and show_progress)
+    timed_from, timed_steps, stopped_by = None, 0, None
+    step = start_step
+    try:
+        with StopSignal() as stop:
+            for step in range(start_step + 1, config.steps + 1):
+                batch = compiled.place_batch(batch_for(step - 1))
+                placed, metrics = compiled.train_step(placed, batch, jax.random.fold_in(keys["train"], step - 1))
+                last = step == config.steps or stop.name is not None
+                if timed_from is None:  # the first step compiles: time the ones after it
+                    jax.block_until_ready(metrics)
+                    timed_from = time.perf_counter()
+                else:
+                    timed_steps += 1
+                if _due(step, config.log_every, last):
+                    last_train = to_python(jax.device_get(metrics))
+                    writer.write(step, last_train)
+                    bar.set_postfix({task.main_metric: f"{last_train.get(task.main_metric, float('nan')):.4f}"})
+                needs_eval = data is not None and _due(step, config.eval_every, step == config.steps)
+                needs_sample = _due(step, config.sample_every, step == config.steps)
+                if needs_eval or needs_sample:
+                    canonical = compiled.canonical(placed)
+                    if needs_eval:
+                        last_eval = {f"eval_{k}": v for k, v in
+                                     evaluate(task, compiled, canonical, test, keys["eval"], eval_bs).items()}
+                        writer.write(step, last_eval)
+                    if needs_sample:
+                        sample_paths = emit_samples(step, canonical)
+                if _due(step, config.ckpt_every, last):
+                    save(step, placed)
+                bar.update(1)
+                if stop.name is not None:
+                    stopped_by = stop.name
+                    break
+        jax.block_until_ready(placed)
+        elapsed = time.perf_counter() - timed_from if timed_from else 0.0
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    summary = {
+        "family": config.family, "step": step, "stopped_by": stopped_by,
+        "metrics": {**last_train, **last_eval},
+        "steps_per_s": timed_steps / elapsed if elapsed > 0 else float("nan"),
+        "workdir": os.path.abspath(workdir), "checkpoints": ckpt.directory,
+        "checkpoint_steps": ckpt.all_steps(),
+        "metrics_file": os.path.abspath(writer.path),
+        "tensorboard": os.path.abspath(os.path.join(workdir, "tensorboard")),
+        "samples": [os.path.abspath(p) for p in sample_paths],
+    }
+    return summary

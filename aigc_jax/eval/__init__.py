@@ -1,0 +1,1 @@
+"""Quality metrics: accuracy, ELBO, Fréchet distances."""

@@ -1,0 +1,27 @@
+"""Analytic FLOP counts (a multiply-add is 2 FLOPs), for MFU in benchmarks.
+
+XLA's `cost_analysis()` counts a `lax.scan` body once and reports per-device numbers under
+sharding, so every task counts its own step from its layer shapes with these helpers. A training
+pass through a network costs about 3x its forward pass (forward, plus gradients with respect to
+activations and to weights).
+"""
+
+TRAIN_MULTIPLIER = 3
+
+
+def dense(batch: int, d_in: int, d_out: int) -> float:
+    return 2.0 * batch * d_in * d_out
+
+
+def mlp(batch: int, widths) -> float:
+    """Forward FLOPs of Dense layers through `widths` = (d_in, h1, ..., d_out)."""
+    return sum(dense(batch, a, b) for a, b in zip(widths[:-1], widths[1:]))
+
+
+def conv2d(batch: int, out_h: int, out_w: int, kernel_h: int, kernel_w: int, c_in: int, c_out: int) -> float:
+    """Forward FLOPs of a convolution (also a transposed one, counted at its output size)."""
+    return 2.0 * batch * out_h * out_w * kernel_h * kernel_w * c_in * c_out
+
+
+def train(forward: float) -> float:
+    return TRAIN_MULTIPLIER * forward

@@ -1,0 +1,1 @@
+"""flax.linen modules only: no optimizers, no data, no loops."""

@@ -1,0 +1,49 @@
+"""The variational autoencoder of seeds 001-003: Gaussian encoder, Bernoulli decoder."""
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class Encoder(nn.Module):
+    hidden: int = 400
+    latent: int = 20
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(self.hidden)(x.reshape((x.shape[0], -1))))
+        return nn.Dense(self.latent, name="mu")(x), nn.Dense(self.latent, name="logvar")(x)
+
+
+class Decoder(nn.Module):
+    hidden: int = 400
+    image_shape: Sequence[int] = (28, 28, 1)
+
+    @nn.compact
+    def __call__(self, z):
+        x = nn.relu(nn.Dense(self.hidden)(z))
+        logits = nn.Dense(math.prod(self.image_shape))(x)
+        return logits.reshape((z.shape[0], *self.image_shape))  # Bernoulli logits per pixel
+
+
+class VAE(nn.Module):
+    """x -> (mu, logvar) -> z = mu + sigma * eps -> Bernoulli logits of x."""
+
+    hidden: int = 400
+    latent: int = 20
+    image_shape: Sequence[int] = (28, 28, 1)
+
+    def setup(self):
+        self.encoder = Encoder(self.hidden, self.latent)
+        self.decoder = Decoder(self.hidden, self.image_shape)
+
+    def __call__(self, x, eps):
+        mu, logvar = self.encoder(x)
+        z = mu + jnp.exp(0.5 * logvar) * eps
+        return self.decoder(z), mu, logvar
+
+    def decode(self, z):
+        return self.decoder(z)
+

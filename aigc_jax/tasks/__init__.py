@@ -1,0 +1,1 @@
+"""One file per family: default config, init, losses, train/eval step, sample."""

@@ -1,0 +1,87 @@
+"""The task contract: what a model family gives the engine.
+
+A task is constructed from its (validated) config and is immutable; its methods are pure
+functions of their arguments, so the engine can compile them in any parallel mode:
+
+- `load_data()` -> `Splits` of in-memory arrays, or None for families that make their own data
+  (environments). The engine slices batches out of it and adds `batch["key"]`: one PRNG key per
+  example, drawn for the global batch, so per-example noise is the same however the batch is split.
+- `init(rng, batch)` -> the train state pytree.
+- `train_step(state, batch, rng)` -> (state, metrics): a flat dict of scalars. Gradients go through
+  `TrainState.apply_gradients`, which averages them over data-parallel devices when needed.
+- `eval_step(state, batch, rng)` -> dict of *sums* over the batch's real examples (`batch["mask"]`
+  is 1 for real examples and 0 for padding); arrays are allowed. The engine adds them up over the
+  test split, divides by the number of examples and passes the means to `finalize_eval`.
+- `sample(state, rng, batch)` -> {name: images [N, H, W, C] in [0, 1] or text}: what a person
+  looks at; written as PNG grids or text files.
+- `render_samples(outputs)` -> host-side post-processing of `sample`'s arrays (e.g. bytes -> text).
+- `flops_per_step()` -> analytic FLOPs of one train step at the config's batch size (benchmarks),
+  `tokens_per_step()` for sequence families, and `benchmark_presets` with the config overrides of
+  the `tiny`, `cpu` and `gpu` benchmark shapes.
+
+Tasks never call jit, pmap or device_put: the engine decides how a step runs.
+"""
+
+import abc
+from typing import Any, ClassVar
+
+import jax
+import ml_collections
+
+from aigc_jax.data.splits import Splits
+
+Batch = dict[str, Any]
+Metrics = dict[str, Any]
+
+
+class Task(abc.ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    main_metric: ClassVar[str] = "loss"  # shown in the progress bar
+    # Extra validation for the family's own keys: key -> (low, high) and key -> allowed values.
+    config_ranges: ClassVar[dict] = {}
+    config_choices: ClassVar[dict] = {}
+    # Benchmark shapes: preset name ("tiny", "cpu", "gpu") -> config overrides (see benchmarks/).
+    benchmark_presets: ClassVar[dict[str, dict]] = {}
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+
+    @staticmethod
+    @abc.abstractmethod
+    def default_config() -> ml_collections.ConfigDict: ...
+
+    @abc.abstractmethod
+    def load_data(self) -> Splits | None: ...
+
+    @abc.abstractmethod
+    def init(self, rng: jax.Array, batch: Batch) -> Any: ...
+
+    @abc.abstractmethod
+    def train_step(self, state, batch: Batch, rng: jax.Array) -> tuple[Any, Metrics]: ...
+
+    def eval_step(self, state, batch: Batch, rng: jax.Array) -> Metrics:
+        return {}
+
+    def finalize_eval(self, means: Metrics) -> Metrics:
+        """Turn the per-example means of `eval_step`'s sums into scalar metrics."""
+        return means
+
+    def sample(self, state, rng: jax.Array, batch: Batch) -> dict[str, Any]:
+        return {}
+
+    def render_samples(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Host-side: turn `sample`'s arrays into images in [0, 1] or text (e.g. decode tokens)."""
+        return outputs
+
+    def flops_per_step(self) -> float:
+        return 0.0
+
+    def tokens_per_step(self) -> int:
+        """Tokens in one train step's batch (sequence families); 0 for the others."""
+        return 0
+
+
+def per_example_normal(keys: jax.Array, shape) -> jax.Array:
+    """One N(0, I) draw of `shape` per example key: [B, *shape]."""
+    return jax.vmap(lambda k: jax.random.normal(k, shape))(keys)

@@ -1,0 +1,107 @@
+"""`mlp` and `cnn`: digit classifiers (seed 004), softmax cross-entropy, test accuracy."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aigc_jax import flops
+from aigc_jax.data.images import load_image_splits
+from aigc_jax.engine.config import base_config
+from aigc_jax.engine.state import create_train_state
+from aigc_jax.models.classifier import CNN, MLP
+from aigc_jax.tasks.base import Task
+
+IMAGE_SIZE = 28
+
+
+class _Classifier(Task):
+    main_metric = "loss"
+
+    def load_data(self):
+        return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
+
+    def init(self, rng, batch):
+        variables = self.model.init(rng, batch["image"])
+        return create_train_state(self.model, variables, optax.adam(self.config.learning_rate))
+
+    def train_step(self, state, batch, rng):
+        def loss_fn(params):
+            logits = state.apply_fn({"params": params}, batch["image"])
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            return loss, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        accuracy = (logits.argmax(-1) == batch["label"]).mean()
+        return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
+
+    def eval_step(self, state, batch, rng):
+        logits = state.apply_fn({"params": state.params}, batch["image"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32)
+        return {"loss": (loss * batch["mask"]).sum(), "accuracy": (correct * batch["mask"]).sum()}
+
+    def sample(self, state, rng, batch):
+        images = batch["image"][:64]
+        return {"test_images": images, "predicted": state.apply_fn({"params": state.params}, images).argmax(-1),
+                "label": batch["label"][:64]}
+
+    def render_samples(self, outputs):
+        rows = [" ".join(f"{p}{'' if p == t else '!'}" for p, t in zip(outputs["predicted"][i:i + 8],
+                                                                    outputs["label"][i:i + 8]))
+                for i in range(0, len(outputs["predicted"]), 8)]
+        text = "predicted class per test image, row by row as in the grid ('!' = wrong)\n" + "\n".join(rows) + "\n"
+        return {"test_images": outputs["test_images"], "predictions": text}
+
+
+class MLPClassifier(_Classifier):
+    name = "mlp"
+    summary = "multilayer perceptron digit classifier (seed 004)"
+
+    @staticmethod
+    def default_config():
+        c = base_config()
+        c.hidden = (256, 128)
+        c.steps = 1500
+        c.batch_size = 32
+        c.learning_rate = 1e-3
+        c.eval_every = 500
+        c.sample_every = 0
+        return c
+
+    @property
+    def model(self):
+        return MLP(hidden=tuple(self.config.hidden))
+
+    def flops_per_step(self):
+        widths = (IMAGE_SIZE * IMAGE_SIZE, *self.config.hidden, 10)
+        return flops.train(flops.mlp(self.config.batch_size, widths))
+
+
+class CNNClassifier(_Classifier):
+    name = "cnn"
+    summary = "convolutional digit classifier: 2 conv + 2 dense layers (seed 004)"
+
+    @staticmethod
+    def default_config():
+        c = base_config()
+        c.channels = (32, 64)
+        c.hidden = 64
+        c.steps = 1000
+        c.batch_size = 32
+        c.learning_rate = 1e-3
+        c.eval_every = 250
+        c.sample_every = 0
+        return c
+
+    @property
+    def model(self):
+        return CNN(channels=tuple(self.config.channels), hidden=self.config.hidden)
+
+    def flops_per_step(self):
+        b, size, c_in, total = self.config.batch_size, IMAGE_SIZE, 1, 0.0
+        for ch in self.config.channels:  # 'SAME' 3x3 conv, then 2x2 max-pool
+            total += flops.conv2d(b, size, size, 3, 3, c_in, ch)
+            size, c_in = size // 2, ch
+        total += flops.mlp(b, (size * size * c_in, self.config.hidden, 10))
+        return flops.train(total)
+

@@ -1,0 +1,14 @@
+"""Family name -> Task class: the one list the trainer, the tests and the benchmarks iterate."""
+
+from aigc_jax.errors import UserError
+from aigc_jax.tasks.classifier import CNNClassifier, MLPClassifier
+from aigc_jax.tasks.mlp_gan import MLPGAN
+from aigc_jax.tasks.vae import VAETask
+
+FAMILIES = {task.name: task for task in (MLPClassifier, CNNClassifier, MLPGAN, VAETask)}
+
+
+def get(name: str):
+    if name not in FAMILIES:
+        raise UserError(f"unknown family {name!r}; expected one of: {', '.join(FAMILIES)}")
+    return FAMILIES[name]

@@ -1,0 +1,1 @@
+"""`python -m train FAMILY`: train any registered family end to end."""

@@ -1,0 +1,157 @@
+"""Command line: python -m train FAMILY [--workdir DIR] [--fresh] [--config.KEY=VALUE ...]
+
+Every bad input ends in one line on stderr and exit code 2, before anything is trained or any
+checkpoint is touched.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+
+USAGE = ("python -m train FAMILY [--workdir DIR] [--fresh] [--config.KEY=VALUE ...]\n"
+         "       python -m train sample FAMILY [--workdir DIR] [--seed N] [--config.KEY=VALUE ...]\n"
+         "       python -m train --list")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        from aigc_jax.errors import UserError
+
+        raise UserError(f"{message}; usage: python -m train FAMILY [--workdir DIR] [--fresh] [--config.KEY=VALUE ...]")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
+    """Split argv into the named options and the `--config.KEY=VALUE` overrides."""
+    from aigc_jax.errors import UserError
+
+    parser = _Parser(prog="python -m train", usage=USAGE, add_help=True)
+    parser.add_argument("family", nargs="?")
+    parser.add_argument("sample_family", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", default=None, help="default: runs/FAMILY")
+    parser.add_argument("--fresh", action="store_true", help="delete the workdir's checkpoints and start over")
+    parser.add_argument("--list", action="store_true", help="list the families and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--seed", type=int, default=0, help="sample: a different draw for each seed")
+    args, rest = parser.parse_known_args(argv)
+    if args.sample_family and args.family != "sample":
+        raise UserError(f"unexpected argument {args.sample_family!r}; expected --config.KEY=VALUE")
+    overrides = {}
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--config."):
+            raise UserError(f"unexpected argument {item!r}; expected --config.KEY=VALUE")
+        key, eq, value = item[len("--config."):].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise UserError(f"{item} has no value; expected --config.{key}=VALUE")
+            value, i = rest[i + 1], i + 1
+        overrides[key] = value
+        i += 1
+    return args, overrides
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("jax").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*donated buffers.*")
+
+
+def list_families() -> str:
+    from aigc_jax.tasks import registry
+
+    width = max(len(n) for n in registry.FAMILIES)
+    return "\n".join(f"{name:<{width}}  {cls.summary}" for name, cls in registry.FAMILIES.items())
+
+
+def build_task(family: str, overrides: dict[str, str], trained: dict | None = None):
+    """The family's task: default config, then a trained run's saved config, then CLI overrides."""
+    from aigc_jax.engine.config import apply_overrides, validate
+    from aigc_jax.tasks import registry
+
+    cls = registry.get(family)
+    config = cls.default_config()
+    for key, value in (trained or {}).items():
+        if key in config:
+            config[key] = tuple(value) if isinstance(config[key], tuple) else value
+    config.family = family
+    config = apply_overrides(config, overrides)
+    validate(config, cls.config_ranges, cls.config_choices)
+    return cls(config)
+
+
+def report(summary: dict, seconds: float) -> str:
+    metrics = "  ".join(f"{k}={v:.4g}" for k, v in summary["metrics"].items())
+    lines = []
+    if summary["stopped_by"]:
+        lines.append(f"stopped by {summary['stopped_by']} after step {summary['step']}; checkpoint saved in "
+                     f"{summary['checkpoints']}; run the same command again to resume")
+    lines += [
+        f"{summary['family']}: step {summary['step']} in {seconds:.1f} s "
+        f"({summary['steps_per_s']:.1f} steps/s after compile)",
+        f"final metrics: {metrics}",
+        f"checkpoints:   {summary['checkpoints']} (steps {', '.join(map(str, summary['checkpoint_steps']))})",
+        f"metrics:       {summary['metrics_file']}",
+        f"tensorboard:   tensorboard --logdir {summary['tensorboard']}",
+    ]
+    if summary["samples"]:
+        lines.append("samples:       " + "\n               ".join(summary["samples"]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    from aigc_jax.errors import UserError
+
+    try:
+        args, overrides = parse_args(argv)
+        if args.list:
+            print(list_families())
+            return 0
+        if args.family == "sample":
+            return sample(args, overrides)
+        if not args.family:
+            raise UserError(f"no family given; expected one of: {', '.join(_family_names())}")
+        task = build_task(args.family, overrides)
+        quiet_libraries()
+        from aigc_jax.engine.loop import train_and_evaluate
+
+        workdir = args.workdir or os.path.join("runs", args.family)
+        started = time.perf_counter()
+        summary = train_and_evaluate(task, workdir, fresh=args.fresh, show_progress=not args.quiet)
+        print(report(summary, time.perf_counter() - started))
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def sample(args, overrides: dict[str, str]) -> int:
+    """`python -m train sample FAMILY`: write samples from the newest checkpoint of a workdir."""
+    from aigc_jax.errors import UserError
+
+    family = args.sample_family
+    if not family:
+        raise UserError(f"no family given to sample; expected one of: {', '.join(_family_names())}")
+    from aigc_jax.tasks import registry
+
+    registry.get(family)
+    quiet_libraries()
+    from aigc_jax.engine.sampling import sample_from_workdir, trained_config
+
+    workdir = args.workdir or os.path.join("runs", family)
+    task = build_task(family, overrides, trained=trained_config(workdir, family))
+    paths = sample_from_workdir(task, workdir, seed_offset=args.seed)
+    print("samples:\n  " + "\n  ".join(os.path.abspath(p) for p in paths))
+    return 0
+
+
+def _family_names():
+    from aigc_jax.tasks import registry
+
+    return list(registry.FAMILIES)
