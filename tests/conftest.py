@@ -1,0 +1,31 @@
+"""Test setup: 4 simulated CPU devices, a private TFDS data dir, and a helper to train tiny runs."""
+
+import json
+import os
+import tempfile
+
+# Before JAX is imported anywhere: simulate 4 devices so every parallel mode really splits batches.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="aigc_jax_tfds_"))
+
+import pytest  # noqa: E402
+
+
+def read_metrics(workdir) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def train_family(family: str, workdir, fresh: bool = True, **overrides) -> tuple[dict, list[dict]]:
+    """Train `family` in-process with config overrides; return (summary, metrics.jsonl rows)."""
+    from aigc_jax.engine.loop import train_and_evaluate
+    from train.cli import build_task
+
+    task = build_task(family, {k: str(v) for k, v in overrides.items()})
+    summary = train_and_evaluate(task, str(workdir), fresh=fresh, log=lambda *a: None, show_progress=False)
+    return summary, read_metrics(workdir)
+
+
+@pytest.fixture
+def train():
+    return train_family
