@@ -168,7 +168,8 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
             for step in range(start_step + 1, config.steps + 1):
                 batch = compiled.place_batch(batch_for(step - 1))
                 placed, metrics = compiled.train_step(placed, batch, jax.random.fold_in(keys["train"], step - 1))
-                last = step == config.steps or stop.name is not None
+                stopped_by = stop.name  # read once: a signal landing later in this step waits for the next
+                last = step == config.steps or stopped_by is not None
                 if timed_from is None:  # the first step compiles: time the ones after it
                     jax.block_until_ready(metrics)
                     timed_from = time.perf_counter()
@@ -191,8 +192,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
                 if _due(step, config.ckpt_every, last):
                     save(step, placed)
                 bar.update(1)
-                if stop.name is not None:
-                    stopped_by = stop.name
+                if stopped_by is not None:
                     break
         jax.block_until_ready(placed)
         elapsed = time.perf_counter() - timed_from if timed_from else 0.0
