@@ -35,6 +35,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--list", action="store_true", help="list the families and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--seed", type=int, default=0, help="sample: a different draw for each seed")
+    parser.add_argument("--compile_cache", default=None,
+                        help="persistent compilation cache dir (default under ~/.cache; 'off' disables)")
+    hosts = parser.add_argument_group("several hosts (see README: Running on many hosts)")
+    hosts.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
+    hosts.add_argument("--num_processes", type=int, default=None)
+    hosts.add_argument("--process_id", type=int, default=None)
+    hosts.add_argument("--distributed", action="store_true",
+                       help="let JAX detect the cluster (Cloud TPU, Slurm, MPI) and join it")
     args, rest = parser.parse_known_args(argv)
     if args.sample_family and args.family != "sample":
         raise UserError(f"unexpected argument {args.sample_family!r}; expected --config.KEY=VALUE")
@@ -63,6 +71,20 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*donated buffers.*")
 
 
+def start_runtime(args, parallel: str) -> None:
+    """Join the process group (several hosts) and turn on the persistent compilation cache."""
+    from aigc_jax.engine import distributed
+    from aigc_jax.errors import UserError
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
+    import jax
+
+    if jax.process_count() > 1 and parallel not in ("sharded", "shard_map"):
+        raise UserError(f"config.parallel={parallel!r} with {jax.process_count()} processes: "
+                        "expected sharded or shard_map (their mesh spans every host)")
+    distributed.enable_compilation_cache(args.compile_cache)
+
+
 def list_families() -> str:
     from aigc_jax.tasks import registry
 
@@ -89,6 +111,8 @@ def build_task(family: str, overrides: dict[str, str], trained: dict | None = No
 def report(summary: dict, seconds: float) -> str:
     metrics = "  ".join(f"{k}={v:.4g}" for k, v in summary["metrics"].items())
     lines = []
+    if summary.get("skipped_updates"):
+        lines.append(f"skipped {len(summary['skipped_updates'])} non-finite updates (nan_policy=skip)")
     if summary["stopped_by"]:
         lines.append(f"stopped by {summary['stopped_by']} after step {summary['step']}; checkpoint saved in "
                      f"{summary['checkpoints']}; run the same command again to resume")
@@ -106,6 +130,7 @@ def report(summary: dict, seconds: float) -> str:
 
 
 def main(argv: list[str]) -> int:
+    from aigc_jax.engine.guard import NonFiniteError
     from aigc_jax.errors import UserError
 
     try:
@@ -119,6 +144,7 @@ def main(argv: list[str]) -> int:
             raise UserError(f"no family given; expected one of: {', '.join(_family_names())}")
         task = build_task(args.family, overrides)
         quiet_libraries()
+        start_runtime(args, task.config.parallel)
         from aigc_jax.engine.loop import train_and_evaluate
 
         workdir = args.workdir or os.path.join("runs", args.family)
@@ -129,6 +155,9 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 def sample(args, overrides: dict[str, str]) -> int:

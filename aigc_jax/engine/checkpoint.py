@@ -5,6 +5,7 @@ atomic (a step folder appears only when complete), the newest `keep` are kept. O
 newest step that reads back whole wins; a damaged newer one is reported in one line and skipped.
 """
 
+import math
 import os
 import sys
 
@@ -16,12 +17,21 @@ from aigc_jax.errors import UserError
 ITEMS = ("state", "data", "config", "meta")
 
 
+def _shapes(tree) -> list[tuple]:
+    """Sorted leaf shapes: comparable between a live state and orbax's saved metadata tree."""
+    leaves = jax.tree.leaves(tree, is_leaf=lambda x: hasattr(x, "shape"))
+    return sorted(tuple(x.shape) for x in leaves if hasattr(x, "shape"))
+
+
 class Checkpointer:
     def __init__(self, directory: str, keep: int = 3):
         self.directory = os.path.abspath(directory)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        # cleanup_tmp_directories: a save cut short by a kill leaves a *.orbax-checkpoint-tmp folder
+        # (never a half-written step folder); it is removed on the next start.
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True,
                                                enable_async_checkpointing=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        handlers = {"state": ocp.StandardCheckpointHandler(), **{k: ocp.JsonCheckpointHandler() for k in ITEMS[1:]}}
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -50,31 +60,46 @@ class Checkpointer:
         return out.state, out.data
 
     def restore_latest(self, target_state, family: str):
-        """(step, state, data) of the newest readable checkpoint, or None when there is none."""
+        """(step, state, data) of the newest readable checkpoint, or None when there is none.
+
+        An unreadable newer checkpoint (truncated, corrupted) is reported in one line and deleted,
+        so training resumes from the newest good one and can save that step number again.
+        """
         for step in reversed(self.all_steps()):
             try:
                 meta = self.read_meta(step)["meta"]
-            except Exception as e:  # a damaged checkpoint: fall back to an older one
-                print(f"warning: checkpoint step {step} in {self.directory} is unreadable "
-                      f"({type(e).__name__}); trying an older one", file=sys.stderr)
+            except Exception as e:
+                self._drop_unreadable(step, e)
                 continue
             if meta.get("family") != family:
                 raise UserError(f"checkpoint in {self.directory} is of family {meta.get('family')!r}; "
                                 f"expected {family!r} (use another --workdir or --fresh)")
+            self._check_shapes(step, target_state)
             try:
                 state, data = self.restore(step, target_state)
-            except (ValueError, KeyError) as e:
-                if "shape" in str(e).lower() or "structure" in str(e).lower() or isinstance(e, KeyError):
-                    raise UserError(f"checkpoint step {step} in {self.directory} does not fit this model "
-                                    f"({str(e).splitlines()[0][:120]}); expected the same model config "
-                                    f"(use another --workdir or --fresh)") from None
-                raise
             except Exception as e:
-                print(f"warning: checkpoint step {step} in {self.directory} is unreadable "
-                      f"({type(e).__name__}); trying an older one", file=sys.stderr)
+                self._drop_unreadable(step, e)
                 continue
             return step, state, data
         return None
+
+    def _check_shapes(self, step: int, target_state) -> None:
+        """A checkpoint of another model size is the user's mistake, not damage: say so, touch nothing."""
+        try:
+            saved = self.manager.item_metadata(step)["state"]
+        except Exception:
+            return  # unreadable metadata: the restore below reports it as damage
+        want, have = _shapes(target_state), _shapes(saved)
+        if want != have:
+            sizes = [sum(math.prod(shape) for shape in shapes) for shapes in (have, want)]
+            raise UserError(f"checkpoint step {step} in {self.directory} does not fit this model (saved "
+                            f"{len(have)} arrays, {sizes[0]:,} values; model {len(want)} arrays, {sizes[1]:,} "
+                            "values); expected the same model config (use another --workdir or --fresh)")
+
+    def _drop_unreadable(self, step: int, error: Exception) -> None:
+        print(f"warning: checkpoint step {step} in {self.directory} is unreadable ({type(error).__name__}); "
+              "deleting it and trying an older one", file=sys.stderr)
+        self.manager.delete(step)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from aigc_jax.engine import parallel
+from aigc_jax.engine.guard import guarded
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.errors import UserError
 
@@ -80,6 +81,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
         # Each process passes its own slice; on one process this is the whole batch.
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(split, np.asarray(x)), batch)
 
+    @guarded
     def plain_step(state, batch, rng):
         batch, task_rng = _with_example_keys(batch, rng, _global_batch_size(batch, batch_size))
         return task.train_step(state, batch, task_rng)
@@ -88,8 +90,9 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
         batch, task_rng = _with_example_keys(batch, rng, _global_batch_size(batch, 1))
         return task.eval_step(state, batch, task_rng)
 
-    eval_step = jax.jit(eval_fn)
-    sample = jax.jit(task.sample)
+    # Replicated outputs: every process can read them (several hosts), and they are small.
+    eval_step = jax.jit(eval_fn, out_shardings=replicated)
+    sample = jax.jit(task.sample, out_shardings=replicated)
     identity = lambda state: state  # noqa: E731
 
     if mode in ("jit", "sharded"):
@@ -101,6 +104,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
             canonical=identity, place_batch=place_split, place_eval_batch=place_split)
 
     if mode == "shard_map":
+        @guarded
         def per_device(state, batch, rng):
             state, metrics = task.train_step(state, batch, rng)
             return state, parallel.data_mean(metrics)
@@ -121,6 +125,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
     # pmap: the legacy path. Keys are drawn for the global batch, then reshaped per device.
     n = len(devices)
 
+    @guarded
     def per_device_pmap(state, batch, rng):
         state, metrics = task.train_step(state, batch, rng)
         return state, parallel.data_mean(metrics)

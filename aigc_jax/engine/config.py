@@ -24,7 +24,7 @@ RANGES = {
     "sample_every": (0, None),
     "keep_checkpoints": (1, None),
 }
-CHOICES = {"parallel": PARALLEL_MODES}
+CHOICES = {"parallel": PARALLEL_MODES, "nan_policy": ("stop", "skip")}
 POSITIVE = {"learning_rate"}  # strictly greater than the lower bound
 
 
@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.ckpt_every = 500  # 0 = only at the end
     c.sample_every = 500  # 0 = only at the end
     c.keep_checkpoints = 3
+    c.nan_policy = "stop"  # a NaN/Inf update: stop (keep the last good checkpoint) | skip it
     return c
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from aigc_jax.data import sampler
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import CompiledTask, compile_task
+from aigc_jax.engine.guard import FLAG, NonFiniteError, PendingChecks
 from aigc_jax.engine.metrics import MetricWriter, progress_bar, to_python
 from aigc_jax.engine.samples import write_samples
 from aigc_jax.errors import UserError
@@ -32,6 +33,16 @@ def check_workdir(workdir: str) -> None:
         os.remove(probe)
     except OSError as e:
         raise UserError(f"workdir {workdir!r} is not writable ({e.strerror}); expected a writable directory") from None
+
+
+def check_free_space(workdir: str, state, keep: int) -> None:
+    """Fail now, not after an hour, when the workdir's disk cannot hold the checkpoints we will keep."""
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
+    needed = (keep + 1) * state_bytes + (16 << 20)  # one more in flight, plus logs and samples
+    free = shutil.disk_usage(workdir).free
+    if free < needed:
+        raise UserError(f"workdir {workdir!r} has {free / 2**20:.0f} MiB free; expected at least "
+                        f"{needed / 2**20:.0f} MiB for {keep} checkpoints of this model")
 
 
 class StopSignal:
@@ -128,6 +139,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
         return host_batch(data.train, sampler.batch_indices(num_train, config.batch_size, step, config.seed))
 
     state = initial_state(task, data, keys["init"])
+    check_free_space(workdir, state, config.keep_checkpoints)
 
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if fresh and os.path.isdir(ckpt_dir):
@@ -161,13 +173,29 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
     placed = compiled.place_state(state)
     last_train, last_eval, sample_paths = {}, {}, []
     bar = progress_bar(start_step, config.steps, config.family, enabled=chief and show_progress)
-    timed_from, timed_steps, stopped_by = None, 0, None
+    timed_from, timed_steps, stopped_by, skipped = None, 0, None, []
+    checks = PendingChecks()
+
+    def resolve_checks() -> None:
+        """Act on non-finite steps since the last sync: stop before anything is written, or skip."""
+        for bad_step, names in checks.bad_steps():
+            if config.nan_policy == "stop":
+                good = ckpt.all_steps()
+                raise NonFiniteError(
+                    f"non-finite {', '.join(names)} at step {bad_step}; stopped (nan_policy=stop), nothing "
+                    f"after step {bad_step - 1} was saved; last good checkpoint: "
+                    f"{f'step {good[-1]} in {ckpt.directory}' if good else 'none'}; "
+                    "--config.nan_policy=skip skips such updates instead")
+            skipped.append(bad_step)
+            log(f"warning: skipped the update of step {bad_step}: non-finite {', '.join(names)}")
+
     step = start_step
     try:
         with StopSignal() as stop:
             for step in range(start_step + 1, config.steps + 1):
                 batch = compiled.place_batch(batch_for(step - 1))
                 placed, metrics = compiled.train_step(placed, batch, jax.random.fold_in(keys["train"], step - 1))
+                checks.add(step, metrics)
                 stopped_by = stop.name  # read once: a signal landing later in this step waits for the next
                 last = step == config.steps or stopped_by is not None
                 if timed_from is None:  # the first step compiles: time the ones after it
@@ -175,12 +203,16 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
                     timed_from = time.perf_counter()
                 else:
                     timed_steps += 1
-                if _due(step, config.log_every, last):
-                    last_train = to_python(jax.device_get(metrics))
-                    writer.write(step, last_train)
-                    bar.set_postfix({task.main_metric: f"{last_train.get(task.main_metric, float('nan')):.4f}"})
+                needs_log = _due(step, config.log_every, last)
                 needs_eval = data is not None and _due(step, config.eval_every, step == config.steps)
                 needs_sample = _due(step, config.sample_every, step == config.steps)
+                needs_ckpt = _due(step, config.ckpt_every, last)
+                if needs_log or needs_eval or needs_sample or needs_ckpt:
+                    resolve_checks()
+                if needs_log:
+                    last_train = to_python({k: v for k, v in jax.device_get(metrics).items() if k != FLAG})
+                    writer.write(step, last_train)
+                    bar.set_postfix({task.main_metric: f"{last_train.get(task.main_metric, float('nan')):.4f}"})
                 if needs_eval or needs_sample:
                     canonical = compiled.canonical(placed)
                     if needs_eval:
@@ -189,7 +221,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
                         writer.write(step, last_eval)
                     if needs_sample:
                         sample_paths = emit_samples(step, canonical)
-                if _due(step, config.ckpt_every, last):
+                if needs_ckpt:
                     save(step, placed)
                 bar.update(1)
                 if stopped_by is not None:
@@ -201,7 +233,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
         ckpt.close()
         writer.close()
     summary = {
-        "family": config.family, "step": step, "stopped_by": stopped_by,
+        "family": config.family, "step": step, "stopped_by": stopped_by, "skipped_updates": skipped,
         "metrics": {**last_train, **last_eval},
         "steps_per_s": timed_steps / elapsed if elapsed > 0 else float("nan"),
         "workdir": os.path.abspath(workdir), "checkpoints": ckpt.directory,

@@ -1,0 +1,63 @@
+"""The non-finite guard: a NaN or Inf in a step's metrics or new state never reaches the state.
+
+Inside the compiled step, an update whose metrics or new state hold a NaN/Inf is replaced by the
+old state (one `where` per leaf) and flagged in the metrics. The host reads the flags lazily, at
+the points where it syncs anyway (logging, eval, checkpoints, the end), so dispatch stays
+asynchronous. Policies: `stop` (default) ends the run naming the step and metric, keeping the last
+good checkpoint; `skip` drops that update and carries on.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aigc_jax.engine import parallel
+
+FLAG = "nonfinite"
+POLICIES = ("stop", "skip")
+
+
+class NonFiniteError(Exception):
+    """A step produced NaN/Inf under nan_policy=stop."""
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def guarded(step_fn):
+    """Wrap `(state, batch, rng) -> (state, metrics)` (metrics already averaged over devices)."""
+
+    def step(state, batch, rng):
+        new_state, metrics = step_fn(state, batch, rng)
+        ok = all_finite(metrics) & all_finite(new_state)
+        # Under shard_map/pmap every device must take the same branch.
+        ok = parallel.data_mean(ok.astype(jnp.float32)) == 1.0
+        new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+        return new_state, {**metrics, FLAG: (~ok).astype(jnp.int32)}
+
+    return step
+
+
+def nonfinite_names(metrics: dict) -> list[str]:
+    names = [k for k, v in metrics.items() if k != FLAG and not np.isfinite(np.asarray(v)).all()]
+    return names or ["parameters or gradients"]
+
+
+class PendingChecks:
+    """Per-step flags kept on device until the host next syncs; then the first bad step is found."""
+
+    def __init__(self):
+        self._pending: list[tuple[int, dict]] = []
+
+    def add(self, step: int, metrics: dict) -> None:
+        self._pending.append((step, metrics))
+
+    def bad_steps(self) -> list[tuple[int, list[str]]]:
+        """[(step, names of non-finite metrics)] since the last call, in order."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        flags = jax.device_get([m[FLAG] for _, m in pending])
+        return [(step, nonfinite_names(jax.device_get(m))) for (step, m), f in zip(pending, flags) if int(f)]

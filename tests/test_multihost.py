@@ -1,0 +1,55 @@
+"""2 processes x 2 CPU devices (jax.distributed over loopback) match 1 process x 4 devices."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import read_metrics
+
+ARGS = ["--quiet", "--config.steps=6", "--config.batch_size=16", "--config.log_every=1", "--config.eval_every=3",
+        "--config.ckpt_every=3", "--config.sample_every=0", "--config.hidden=32,16"]
+
+
+def env_with_devices(n: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
+    env["AIGC_JAX_COMPILE_CACHE"] = "off"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+    single = subprocess.run([sys.executable, "-m", "train", "mlp", "--workdir", str(tmp_path / "one"), *ARGS],
+                            env=env_with_devices(4), capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+
+    port = free_port()
+    workdir = str(tmp_path / "two")
+    procs = [subprocess.Popen([sys.executable, "-m", "train", "mlp", "--workdir", workdir, *ARGS,
+                               "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(i)],
+                              env=env_with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two]
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-7), (a["step"], k)
+    # Both processes saved into one orbax checkpoint, which a single process can resume.
+    assert sorted(os.listdir(tmp_path / "two" / "checkpoints")) == ["3", "6"]
+    resumed = subprocess.run([sys.executable, "-m", "train", "mlp", "--workdir", workdir, *ARGS, "--config.steps=7"],
+                             env=env_with_devices(4), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step 6" in resumed.stdout
