@@ -7,6 +7,13 @@ import tempfile
 # Before JAX is imported anywhere: simulate 4 devices so every parallel mode really splits batches.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="aigc_jax_tfds_"))
+# One persistent compilation cache for the session: runs that compile the same step again (resume
+# tests, subprocess CLI runs) load it from disk. Results are identical; only compile time drops.
+os.environ.setdefault("AIGC_JAX_COMPILE_CACHE", tempfile.mkdtemp(prefix="aigc_jax_xla_cache_"))
+
+from aigc_jax.engine.distributed import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
 
 import pytest  # noqa: E402
 
@@ -29,3 +36,11 @@ def train_family(family: str, workdir, fresh: bool = True, **overrides) -> tuple
 @pytest.fixture
 def train():
     return train_family
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+    """A workdir holding a finished tiny mlp run (with a checkpoint) that bad input must not touch."""
+    workdir = tmp_path_factory.mktemp("trained")
+    train_family("mlp", workdir, steps=2, batch_size=8, ckpt_every=2, eval_every=0, sample_every=0)
+    return workdir

@@ -6,15 +6,12 @@ import sys
 
 import pytest
 
-from conftest import train_family
 from train.cli import main
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("trained")
-    train_family("mlp", workdir, steps=2, batch_size=8, ckpt_every=2, eval_every=0, sample_every=0)
-    return workdir
+@pytest.fixture
+def trained(trained_workdir):
+    return trained_workdir
 
 
 def snapshot(workdir):

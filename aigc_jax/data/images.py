@@ -28,9 +28,12 @@ def prepare_digits(data_dir: str) -> tfds.core.DatasetBuilder:
     return builder
 
 
-def _read_all(source) -> list[dict]:
-    n = len(source)
-    return [source[i] for i in range(n)]
+def _read_all(source, name: str, data_dir: str) -> list[dict]:
+    try:
+        return [source[i] for i in range(len(source))]
+    except Exception as e:  # truncated or overwritten array_record files
+        raise UserError(f"dataset {name!r} in {data_dir!r} is unreadable ({type(e).__name__}); expected intact "
+                        f"array_record files: delete {name}/ there to rebuild or re-prepare it") from None
 
 
 def _to_float(images: np.ndarray, size: int) -> np.ndarray:
@@ -77,7 +80,7 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) ->
             raise UserError(f"dataset {dataset!r} has splits {sorted(sources)}; expected 'train' and 'test'")
     out = {}
     for split in ("train", "test"):
-        records = _read_all(sources[split])
+        records = _read_all(sources[split], dataset, data_dir)
         if records and ("label" not in records[0] or key not in records[0]):
             raise UserError(f"dataset {dataset!r} has features {sorted(records[0])}; "
                             f"expected an image dataset with 'image' and 'label'")
