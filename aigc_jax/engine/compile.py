@@ -142,8 +142,11 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
         state, metrics = pmapped(state, jax.tree.map(to_devices, batch), task_rng)
         return state, jax.tree.map(lambda m: m[0], metrics)  # identical on every device after pmean
 
-    def stack(state):
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
+    # One copy per device, laid out along the mesh axis as pmap expects (a replicated input
+    # broadcast to [n, ...] keeps its replicated sharding, which pmap rejects); one compiled
+    # function for the whole tree rather than one per leaf shape.
+    stack = jax.jit(lambda state: jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state),
+                    out_shardings=split)
 
     def first(state):
         return jax.device_put(jax.tree.map(lambda x: x[0], state), replicated)

@@ -24,7 +24,8 @@ RANGES = {
     "sample_every": (0, None),
     "keep_checkpoints": (1, None),
 }
-CHOICES = {"parallel": PARALLEL_MODES, "nan_policy": ("stop", "skip")}
+DTYPES = ("float32", "bfloat16")
+CHOICES = {"parallel": PARALLEL_MODES, "dtype": DTYPES, "nan_policy": ("stop", "skip")}
 POSITIVE = {"learning_rate"}  # strictly greater than the lower bound
 
 
@@ -37,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.learning_rate = 1e-3
     c.seed = 0
     c.parallel = "sharded"  # jit | sharded | shard_map | pmap
+    c.dtype = "float32"  # compute dtype of the modules: float32 | bfloat16 (parameters stay float32)
     c.dataset = "digits"  # the embedded default, or a TFDS catalog name
     c.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/.cache/aigc_jax/tfds
     c.log_every = 50

@@ -5,7 +5,6 @@ import math
 import os
 
 import numpy as np
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 
@@ -26,6 +25,10 @@ class MetricWriter:
             return
         self._truncate_after(start_step)
         self.jsonl = open(self.path, "a")
+        # Imported only when a run writes logs: tensorboardX imports torch whenever it is installed,
+        # which would slow every import of the engine and break the benchmarks' JAX-only side.
+        from tensorboardX import SummaryWriter
+
         self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step or None)
 
     def _truncate_after(self, step: int) -> None:

@@ -1,8 +1,10 @@
 """Image classifiers of seed 004: a multilayer perceptron and a small CNN."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 
 class MLP(nn.Module):
@@ -10,13 +12,14 @@ class MLP(nn.Module):
 
     hidden: Sequence[int] = (256, 128)
     num_classes: int = 10
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x):
         x = x.reshape((x.shape[0], -1))
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.num_classes)(x)
+            x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class CNN(nn.Module):
@@ -25,13 +28,14 @@ class CNN(nn.Module):
     channels: Sequence[int] = (32, 64)
     hidden: int = 64
     num_classes: int = 10
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x, return_features: bool = False):
         for ch in self.channels:
-            x = nn.relu(nn.Conv(ch, (3, 3))(x))
+            x = nn.relu(nn.Conv(ch, (3, 3), dtype=self.dtype)(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        features = nn.relu(nn.Dense(self.hidden)(x.reshape((x.shape[0], -1))))
-        logits = nn.Dense(self.num_classes)(features)
+        features = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape((x.shape[0], -1))))
+        logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)
         # The penultimate layer doubles as a feature space for image-quality metrics.
-        return (logits, features) if return_features else logits
+        return (logits, features.astype(jnp.float32)) if return_features else logits

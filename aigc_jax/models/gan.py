@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -12,24 +13,26 @@ class MLPGenerator(nn.Module):
 
     hidden: Sequence[int] = (256, 512)
     image_shape: Sequence[int] = (28, 28, 1)
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, z):
         x = z
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        x = nn.Dense(math.prod(self.image_shape))(x)
-        return jnp.tanh(x).reshape((z.shape[0], *self.image_shape))
+            x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+        x = nn.Dense(math.prod(self.image_shape), dtype=self.dtype)(x)
+        return jnp.tanh(x).astype(jnp.float32).reshape((z.shape[0], *self.image_shape))
 
 
 class MLPDiscriminator(nn.Module):
     """image -> Dense/LeakyReLU(0.2) ... -> Dense(1): one real-vs-fake logit per image."""
 
     hidden: Sequence[int] = (512, 256)
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x):
         x = x.reshape((x.shape[0], -1))
         for width in self.hidden:
-            x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
-        return nn.Dense(1)(x)[:, 0]
+            x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype)(x), 0.2)
+        return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)

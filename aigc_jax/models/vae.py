@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -10,21 +11,25 @@ import jax.numpy as jnp
 class Encoder(nn.Module):
     hidden: int = 400
     latent: int = 20
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x):
-        x = nn.relu(nn.Dense(self.hidden)(x.reshape((x.shape[0], -1))))
-        return nn.Dense(self.latent, name="mu")(x), nn.Dense(self.latent, name="logvar")(x)
+        x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape((x.shape[0], -1))))
+        mu = nn.Dense(self.latent, dtype=self.dtype, name="mu")(x)
+        logvar = nn.Dense(self.latent, dtype=self.dtype, name="logvar")(x)
+        return mu.astype(jnp.float32), logvar.astype(jnp.float32)
 
 
 class Decoder(nn.Module):
     hidden: int = 400
     image_shape: Sequence[int] = (28, 28, 1)
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z):
-        x = nn.relu(nn.Dense(self.hidden)(z))
-        logits = nn.Dense(math.prod(self.image_shape))(x)
+        x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(z))
+        logits = nn.Dense(math.prod(self.image_shape), dtype=self.dtype)(x).astype(jnp.float32)
         return logits.reshape((z.shape[0], *self.image_shape))  # Bernoulli logits per pixel
 
 
@@ -34,10 +39,11 @@ class VAE(nn.Module):
     hidden: int = 400
     latent: int = 20
     image_shape: Sequence[int] = (28, 28, 1)
+    dtype: Any = jnp.float32
 
     def setup(self):
-        self.encoder = Encoder(self.hidden, self.latent)
-        self.decoder = Decoder(self.hidden, self.image_shape)
+        self.encoder = Encoder(self.hidden, self.latent, self.dtype)
+        self.decoder = Decoder(self.hidden, self.image_shape, self.dtype)
 
     def __call__(self, x, eps):
         mu, logvar = self.encoder(x)
@@ -46,4 +52,3 @@ class VAE(nn.Module):
 
     def decode(self, z):
         return self.decoder(z)
-

@@ -26,6 +26,7 @@ import abc
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from aigc_jax.data.splits import Splits
@@ -46,6 +47,12 @@ class Task(abc.ABC):
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        """`config.dtype`: what modules compute in (their `dtype`); parameters stay float32 and
+        losses are taken in float32, i.e. mixed precision when it is bfloat16."""
+        return jnp.dtype(self.config.get("dtype", "float32"))
 
     @staticmethod
     @abc.abstractmethod

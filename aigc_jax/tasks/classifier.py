@@ -56,6 +56,11 @@ class _Classifier(Task):
 class MLPClassifier(_Classifier):
     name = "mlp"
     summary = "multilayer perceptron digit classifier (seed 004)"
+    benchmark_presets = {
+        "tiny": {"hidden": (32,), "batch_size": 8},
+        "cpu": {"hidden": (256, 128), "batch_size": 128},
+        "gpu": {"hidden": (4096, 4096), "batch_size": 4096, "dtype": "bfloat16"},
+    }
 
     @staticmethod
     def default_config():
@@ -70,7 +75,7 @@ class MLPClassifier(_Classifier):
 
     @property
     def model(self):
-        return MLP(hidden=tuple(self.config.hidden))
+        return MLP(hidden=tuple(self.config.hidden), dtype=self.compute_dtype)
 
     def flops_per_step(self):
         widths = (IMAGE_SIZE * IMAGE_SIZE, *self.config.hidden, 10)
@@ -80,6 +85,11 @@ class MLPClassifier(_Classifier):
 class CNNClassifier(_Classifier):
     name = "cnn"
     summary = "convolutional digit classifier: 2 conv + 2 dense layers (seed 004)"
+    benchmark_presets = {
+        "tiny": {"channels": (4, 8), "hidden": 16, "batch_size": 8},
+        "cpu": {"channels": (32, 64), "hidden": 64, "batch_size": 32},  # BENCHMARKS.md
+        "gpu": {"channels": (128, 256), "hidden": 1024, "batch_size": 1024, "dtype": "bfloat16"},
+    }
 
     @staticmethod
     def default_config():
@@ -95,7 +105,7 @@ class CNNClassifier(_Classifier):
 
     @property
     def model(self):
-        return CNN(channels=tuple(self.config.channels), hidden=self.config.hidden)
+        return CNN(channels=tuple(self.config.channels), hidden=self.config.hidden, dtype=self.compute_dtype)
 
     def flops_per_step(self):
         b, size, c_in, total = self.config.batch_size, IMAGE_SIZE, 1, 0.0

@@ -47,14 +47,21 @@ class MLPGAN(Task):
         return c
 
     config_ranges = {"latent": (1, None), "beta1": (0.0, 1.0)}
+    benchmark_presets = {
+        "tiny": {"latent": 8, "g_hidden": (16, 32), "d_hidden": (32, 16), "batch_size": 8},
+        "cpu": {"latent": 100, "g_hidden": (256, 512), "d_hidden": (512, 256), "batch_size": 64},  # BENCHMARKS.md
+        "gpu": {"latent": 128, "g_hidden": (2048, 4096), "d_hidden": (4096, 2048), "batch_size": 4096,
+                "dtype": "bfloat16"},
+    }
 
     @property
     def generator(self):
-        return MLPGenerator(hidden=tuple(self.config.g_hidden), image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1))
+        return MLPGenerator(hidden=tuple(self.config.g_hidden), image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+                            dtype=self.compute_dtype)
 
     @property
     def discriminator(self):
-        return MLPDiscriminator(hidden=tuple(self.config.d_hidden))
+        return MLPDiscriminator(hidden=tuple(self.config.d_hidden), dtype=self.compute_dtype)
 
     def load_data(self):
         return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)

@@ -45,10 +45,16 @@ class VAETask(Task):
         return c
 
     config_ranges = {"hidden": (1, None), "latent": (1, None)}
+    benchmark_presets = {
+        "tiny": {"hidden": 32, "latent": 4, "batch_size": 8},
+        "cpu": {"hidden": 400, "latent": 20, "batch_size": 128},  # BENCHMARKS.md
+        "gpu": {"hidden": 4096, "latent": 128, "batch_size": 4096, "dtype": "bfloat16"},
+    }
 
     @property
     def model(self):
-        return VAE(hidden=self.config.hidden, latent=self.config.latent, image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1))
+        return VAE(hidden=self.config.hidden, latent=self.config.latent, image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+                   dtype=self.compute_dtype)
 
     def load_data(self):
         return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)

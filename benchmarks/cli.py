@@ -1,0 +1,148 @@
+"""Command line: python -m benchmarks [--preset tiny|cpu|gpu] [--families A,B] [--modes jit,sharded,...]
+[--torch] [--seconds S] [--dtype float32|bfloat16] [--json PATH] [--markdown PATH] [--plot PATH]
+
+Bad input ends in one line on stderr and exit code 2. A measurement that fails is reported in the
+outputs and makes the exit code 1; families or frameworks that cannot run here are skipped with
+the reason, which is not a failure.
+"""
+
+import argparse
+import os
+import shlex
+import sys
+
+DEFAULT_OUT = os.path.join("runs", "benchmarks")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        from aigc_jax.errors import UserError
+
+        raise UserError(f"{message}; see python -m benchmarks --help")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from aigc_jax.engine.config import DTYPES, PARALLEL_MODES
+    from benchmarks.presets import PRESETS
+
+    p = _Parser(prog="python -m benchmarks", description="Time every family's compiled train step.")
+    p.add_argument("--preset", choices=PRESETS, help="default: gpu when an accelerator is present, else cpu")
+    p.add_argument("--families", type=_csv, help="comma-separated (default: every registered family)")
+    p.add_argument("--modes", type=_csv, default=["sharded"], help=f"comma-separated from {', '.join(PARALLEL_MODES)}")
+    p.add_argument("--torch", action="store_true", help="add PyTorch eager and torch.compile rows (needs the torch extra)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement (default 2)")
+    p.add_argument("--dtype", choices=DTYPES, help="compute dtype (default: the preset's; gpu is bfloat16)")
+    p.add_argument("--json", default=os.path.join(DEFAULT_OUT, "results.json"))
+    p.add_argument("--markdown", default=os.path.join(DEFAULT_OUT, "results.md"))
+    p.add_argument("--plot", default=os.path.join(DEFAULT_OUT, "results.png"))
+    args = p.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args) -> None:
+    from aigc_jax.engine.config import PARALLEL_MODES
+    from aigc_jax.errors import UserError
+    from aigc_jax.tasks import registry
+
+    for mode in args.modes:
+        if mode not in PARALLEL_MODES:
+            raise UserError(f"--modes {mode!r}: expected a comma-separated list of {', '.join(PARALLEL_MODES)}")
+    if not args.modes:
+        raise UserError("--modes is empty; expected at least one of " + ", ".join(PARALLEL_MODES))
+    for family in args.families or []:
+        registry.get(family)  # raises UserError naming the known families
+    if args.families == []:
+        raise UserError("--families is empty; expected at least one of " + ", ".join(registry.FAMILIES))
+    if not args.seconds > 0:
+        raise UserError(f"--seconds {args.seconds}: expected a number > 0")
+
+
+def run(args, command: str, log=print) -> dict:
+    """Every measurement the arguments ask for, as the JSON document the writers take."""
+    import jax
+
+    from aigc_jax.tasks import registry
+    from benchmarks import jax_runner, torch_twins
+    from benchmarks.environment import jax_environment
+    from benchmarks.peaks import device_peak
+    from benchmarks.presets import default_preset, preset_config
+    from benchmarks.records import new_record, skipped
+
+    preset = args.preset or default_preset()
+    env = jax_environment()
+    torch_why = torch_twins.torch_missing() if args.torch else None
+    if args.torch and torch_why is None:
+        from benchmarks.torch_twins.runner import torch_environment
+
+        env.update(torch_environment())
+    peak = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048)
+    log(f"preset {preset}, {env['device_count']} x {env['device_kind']} ({env['backend']}); "
+        f"peak {peak.tflops_per_device:.3g} TFLOP/s per device ({peak.source})")
+
+    out = []
+    for name in args.families or list(registry.FAMILIES):
+        cls = registry.get(name)
+        out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak, log=log)
+        if not args.torch:
+            continue
+
+        def skip_torch(reason):
+            for fw in ("torch-eager", "torch-compile"):
+                out.append(skipped(new_record(name, "single", fw, preset, dtype=args.dtype), reason))
+            log(f"  {name:<14} {'single':<10} torch: skipped ({reason})")
+
+        if name not in torch_twins.TWINS:
+            skip_torch(f"no PyTorch twin for {name!r} (twins: {', '.join(torch_twins.TWINS)})")
+            continue
+        if torch_why:
+            skip_torch(torch_why)
+            continue
+        config, why = preset_config(cls, preset, args.modes[0], args.dtype)
+        if config is None:
+            skip_torch(why)
+            continue
+        from benchmarks.torch_twins.runner import benchmark_twin
+
+        task = cls(config)
+        out += benchmark_twin(name, config.to_dict(), preset, args.seconds, task.flops_per_step(),
+                              task.tokens_per_step(), peak, log=log)
+    # Twins whose JAX family is not registered (yet) are not compared: say so.
+    if args.torch and not args.families:
+        for name in torch_twins.TWINS:
+            if name not in registry.FAMILIES:
+                for fw in ("torch-eager", "torch-compile"):
+                    out.append(skipped(new_record(name, "single", fw, preset, dtype=args.dtype),
+                                       f"JAX family {name!r} is not registered, so its twin has nothing to compare with"))
+    return {"command": command, "preset": preset, "dtype": args.dtype, "seconds": args.seconds,
+            "environment": env, "peak": {"tflops_per_device": peak.tflops_per_device, "source": peak.source},
+            "records": out}
+
+
+def main(argv: list[str]) -> int:
+    from aigc_jax.errors import UserError
+
+    try:
+        args = parse_args(argv)
+        from train.cli import quiet_libraries
+
+        quiet_libraries()
+        doc = run(args, "python -m benchmarks " + shlex.join(argv))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from benchmarks import report
+
+    for path, write in ((args.json, report.write_json), (args.markdown, report.write_markdown),
+                        (args.plot, report.write_plot)):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write(doc, path)
+    print()
+    print(report.markdown(doc))
+    print(f"wrote {args.json}, {args.markdown}, {args.plot}")
+    errors = [r for r in doc["records"] if r["status"] == "error"]
+    return 1 if errors else 0

@@ -1,0 +1,158 @@
+"""Time the engine's own compiled train step (`compile_task`, as `python -m train` runs it).
+
+Per (family, mode): the task is built at the preset's config, its state initialised exactly as the
+training loop does, and `N_BATCHES` batches of the preset's shape (the family's own data, as the
+loop samples it) are placed on the devices before timing. Compile time is taken apart from the
+steady state: lower + compile ahead of time where the step can be lowered, then the first call.
+This module never imports torch.
+"""
+
+import traceback
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from aigc_jax.data import sampler
+from aigc_jax.engine import loop
+from aigc_jax.engine.compile import compile_task
+from aigc_jax.errors import UserError
+from benchmarks import records
+from benchmarks.peaks import Peak
+from benchmarks.presets import preset_config
+from benchmarks.timing import measure, timed
+
+N_BATCHES = 4  # distinct on-device batches, used in rotation
+# One compiled copy of a whole state (leaf by leaf, every shape would compile its own copy).
+_copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
+def host_batches(task, data, n: int) -> list[dict]:
+    """The first `n` training batches the loop would draw (empty dicts for data-free families)."""
+    if data is None:
+        return [{} for _ in range(n)]
+    c = task.config
+    return [loop.host_batch(data.train, sampler.batch_indices(data.num_train, c.batch_size, i, c.seed))
+            for i in range(n)]
+
+
+def _xla_cost(executable, n_devices: int, mode: str) -> float | None:
+    """XLA's FLOP count of the compiled step, over all devices (a cross-check only)."""
+    try:
+        cost = executable.cost_analysis()
+    except Exception:  # not every backend implements it
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    flops = (cost or {}).get("flops")
+    if flops is None or flops < 0:
+        return None
+    # The SPMD-partitioned program is per device.
+    return float(flops) * (n_devices if mode in ("sharded", "shard_map") else 1)
+
+
+def _compiled_memory(executable) -> int | None:
+    try:
+        m = executable.memory_analysis()
+    except Exception:
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+def _device_peak_memory(devices) -> int | None:
+    stats = [d.memory_stats() for d in devices]
+    peaks = [s.get("peak_bytes_in_use") for s in stats if s]
+    return max(peaks) if peaks and None not in peaks else None
+
+
+def initial_data_and_state(task):
+    """The family's data splits (or None) and the training loop's initial state."""
+    data = task.load_data()
+    return data, loop.initial_state(task, data, loop.root_keys(task.config.seed)["init"])
+
+
+def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
+                   prepare: Callable = initial_data_and_state) -> dict:
+    """One timed record for `task` (already configured) in parallel `mode`. `prepare(task)` gives
+    the data and the initial state (the state is copied, not consumed)."""
+    config = task.config
+    compiled = compile_task(task, mode, config.batch_size)  # first: it rejects a batch the devices do not divide
+    devices = compiled.devices
+    platform = devices[0].platform
+    record = records.new_record(
+        task.name, mode, "jax", preset, dtype=config.get("dtype", "float32"), batch_size=config.batch_size,
+        device_kind=devices[0].device_kind, n_devices=len(devices), backend=platform,
+        peak_source=peak.source, shape=dict(type(task).benchmark_presets.get(preset, {})))
+
+    keys = loop.root_keys(config.seed)
+    data, state = prepare(task)
+    state = _copy_tree(state)  # the step donates its input: keep the caller's state intact
+    state = compiled.place_state(jax.device_put(state, NamedSharding(compiled.mesh, P())))
+    batches = [compiled.place_batch(b) for b in host_batches(task, data, N_BATCHES)]
+    rngs = [jax.random.fold_in(keys["train"], i) for i in range(N_BATCHES)]
+    jax.block_until_ready((state, batches, rngs))
+
+    step = compiled.train_step
+    if hasattr(step, "lower"):  # a jitted step: compile it ahead of time, separately timed
+        lower_s, lowered = timed(lambda: step.lower(state, batches[0], rngs[0]))
+        compile_s, executable = timed(lowered.compile)
+        record.update(lower_s=lower_s, compile_s=lower_s + compile_s, compile_method="lower+compile",
+                      xla_flops_per_step=_xla_cost(executable, len(devices), mode),
+                      compiled_memory_bytes=_compiled_memory(executable))
+    first_call_s, (state, metrics) = timed(lambda: jax.block_until_ready(step(state, batches[0], rngs[0])))
+    record["first_call_s"] = first_call_s
+    if record["compile_s"] is None:  # pmap: the engine's step is a Python wrapper; its first call compiles
+        record.update(compile_s=first_call_s, compile_method="first call")
+
+    carry = {"state": state, "i": 1}
+
+    def run(n: int) -> None:
+        s, i = carry["state"], carry["i"]
+        for _ in range(n):
+            s, m = step(s, batches[i % N_BATCHES], rngs[i % N_BATCHES])
+            i += 1
+        jax.block_until_ready((s, m))
+        carry.update(state=s, i=i)
+
+    timing = measure(run, seconds)
+    record["device_peak_memory_bytes"] = _device_peak_memory(devices)
+    return records.with_timing(record, timing, task.flops_per_step(), task.tokens_per_step(),
+                               peak.total(len(devices), platform))
+
+
+def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float, peak: Peak,
+                     log=print) -> list[dict]:
+    """Records for family `cls` in every mode; a mode that cannot run says why. The data and the
+    initial state (whose compilation can cost more than the step's) are made once for all modes."""
+    out, prepared = [], []
+
+    def prepare_once(task):
+        if not prepared:
+            prepared.append(initial_data_and_state(task))
+        return prepared[0]
+
+    for mode in modes:
+        base = records.new_record(cls.name, mode, "jax", preset, dtype=dtype)
+        try:
+            config, why = preset_config(cls, preset, mode, dtype)
+            if config is None:
+                out.append(records.skipped(base, why))
+                log(f"  {cls.name:<14} {mode:<10} jax: skipped ({why})")
+                continue
+            out.append(benchmark_task(cls(config), mode, preset, seconds, peak, prepare_once))
+            r = out[-1]
+            log(f"  {cls.name:<14} {mode:<10} jax: {r['steps_per_s']:9.1f} steps/s  "
+                f"{r['step_ms_median']:8.3f} ms  compile {r['compile_s']:.2f} s")
+        except UserError as e:  # e.g. a batch the device count does not divide
+            out.append(records.skipped(base, str(e)))
+            log(f"  {cls.name:<14} {mode:<10} jax: skipped ({e})")
+        except Exception as e:  # keep the other measurements; the run's exit status reports it
+            reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            out.append(records.skipped(base, reason, status="error"))
+            log(f"  {cls.name:<14} {mode:<10} jax: ERROR {reason}")
+            log(traceback.format_exc())
+    return out
