@@ -74,6 +74,12 @@ def run(args, command: str, log=print) -> dict:
     from benchmarks.records import new_record, skipped
 
     preset = args.preset or default_preset()
+    # A fresh persistent compilation cache: the first compile of each step is cold, the second warm.
+    import tempfile
+
+    from aigc_jax.engine.distributed import enable_compilation_cache
+
+    enable_compilation_cache(tempfile.mkdtemp(prefix="aigc_jax_bench_cache_"))
     env = jax_environment()
     torch_why = torch_twins.torch_missing() if args.torch else None
     if args.torch and torch_why is None:

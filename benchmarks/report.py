@@ -93,7 +93,7 @@ def markdown(doc: dict) -> str:
 
     lines += ["", "## Every measurement", "",
               "| family | mode | framework | step ms median [p10, p90] | steps/s | examples/s | tokens/s | "
-              "compile s | first call s | GFLOP/step (XLA) | TFLOP/s | MFU | memory |",
+              "compile s cold / warm | first call s | GFLOP/step (XLA) | TFLOP/s | MFU | memory |",
               "|" + "---|" * 13]
     for r in _ok(records):
         xla = f" ({_num(r['xla_flops_per_step'] and r['xla_flops_per_step'] / 1e9)})" if r["xla_flops_per_step"] else ""
@@ -101,7 +101,8 @@ def markdown(doc: dict) -> str:
             f"| {r['family']} | {r['mode']} | {r['framework']} | {r['step_ms_median']:.3f} "
             f"[{r['step_ms_p10']:.3f}, {r['step_ms_p90']:.3f}] | {r['steps_per_s']:.1f} | "
             f"{_num(r['examples_per_s'], '{:.0f}')} | {_num(r['tokens_per_s'], '{:.0f}')} | "
-            f"{_num(r['compile_s'], '{:.2f}')} | {_num(r['first_call_s'], '{:.2f}')} | "
+            f"{_num(r['compile_s'], '{:.2f}')} / {_num(r.get('compile_warm_s'), '{:.2f}')} | "
+            f"{_num(r['first_call_s'], '{:.2f}')} | "
             f"{_num(r['flops_per_step'] and r['flops_per_step'] / 1e9)}{xla} | {_num(r['tflops'])} | "
             f"{_num(r['mfu'] and 100 * r['mfu'], '{:.1f}%')} | {_mem(r['compiled_memory_bytes'])} |")
     others = [r for r in records if r["status"] != "ok"]
