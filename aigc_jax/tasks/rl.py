@@ -127,7 +127,8 @@ class RLTask(Task):
         return None
 
     def init(self, rng, batch):
-        return jax.vmap(self.init_agent)(jax.random.split(rng, self.config.num_seeds))
+        # lax.map, not vmap: the same agents, but a batched QR (orthogonal init) compiles far slower.
+        return jax.lax.map(self.init_agent, jax.random.split(rng, self.config.num_seeds))
 
     def train_step(self, state, batch, rng):
         state, metrics = jax.vmap(self.update_agent)(state)
