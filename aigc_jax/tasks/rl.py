@@ -32,7 +32,6 @@ from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import TrainState
 from aigc_jax.envs import cartpole
 from aigc_jax.errors import UserError
-from aigc_jax.rl import categorical
 from aigc_jax.rl.rollout import EnvBatch, episodes
 from aigc_jax.tasks.base import Task
 
@@ -66,7 +65,8 @@ def record_update(agent: AgentState, train: TrainState, envs, returns_sum, episo
     steps = agent.env_steps + env_steps.astype(jnp.int32)
     u = agent.updates
     return agent.replace(train=train, envs=envs, updates=u + 1, env_steps=steps, last_return=last,
-                         curve_steps=agent.curve_steps.at[u].set(steps), curve_return=agent.curve_return.at[u].set(last))
+                         curve_steps=agent.curve_steps.at[u].set(steps),
+                         curve_return=agent.curve_return.at[u].set(last))
 
 
 def progress_metrics(agent: AgentState, episodes_ended) -> dict:
@@ -118,16 +118,20 @@ class RLTask(Task):
     @abc.abstractmethod
     def policy_logits(self, params, obs: jax.Array) -> jax.Array: ...
 
+    @abc.abstractmethod
     def env_steps_per_update(self) -> int:
         """Environment steps one update of one agent takes (the most, for variable-length episodes)."""
-        raise NotImplementedError
+
+    def env_steps_per_step(self) -> int:
+        """Environment steps in one engine step, all agents together (steps/s -> env steps/s)."""
+        return self.config.num_seeds * self.env_steps_per_update()
 
     # --- the engine's interface: a stack of `num_seeds` agents ---------------------------------
     def load_data(self):
         return None
 
     def init(self, rng, batch):
-        # lax.map, not vmap: the same agents, but a batched QR (orthogonal init) compiles far slower.
+        # lax.map, not vmap: the same agents, but a batched QR (orthogonal init) compiles slower.
         return jax.lax.map(self.init_agent, jax.random.split(rng, self.config.num_seeds))
 
     def train_step(self, state, batch, rng):
@@ -148,7 +152,8 @@ class RLTask(Task):
             return episodes(self.greedy(params), batch["key"], self.env_params).returns
 
         returns = jax.vmap(agent_returns)(state.train.params)  # [S, N]
-        return {"return": (returns * batch["mask"]).sum(-1), "solved": ((returns >= SOLVED_RETURN) * batch["mask"]).sum(-1)}
+        mask = batch["mask"]
+        return {"return": (returns * mask).sum(-1), "solved": ((returns >= SOLVED_RETURN) * mask).sum(-1)}
 
     def finalize_eval(self, means):
         return {**spread("return", np.asarray(means["return"])), "solved_fraction": float(np.mean(means["solved"]))}
