@@ -156,14 +156,17 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
             json.dump(config.to_dict(), f, indent=2, sort_keys=True)
     writer = MetricWriter(workdir, start_step, enabled=chief)
 
-    test = data.test if data is not None else None
-    eval_bs = eval_batch_size_for(config, compiled, data.num_test if data is not None else 1)
+    # Families without a dataset (environments) may still evaluate: they name their own eval inputs,
+    # e.g. one entry per episode, and eval_step draws everything else from the per-example keys.
+    test = data.test if data is not None else task.eval_inputs()
+    num_test = len(next(iter(test.values()))) if test else 1
+    eval_bs = eval_batch_size_for(config, compiled, num_test)
     sample_batch = first_test_batch(compiled, data, eval_bs)
     sample_dir = os.path.join(workdir, "samples")
 
     def save(step: int, placed_state) -> None:
         ckpt.save(step, compiled.canonical(placed_state),
-                  data=sampler.position(num_train, config.batch_size, step),
+                  data=sampler.position(num_train, config.batch_size, step) if data is not None else {"step": step},
                   config=config.to_dict(), meta={"family": config.family})
 
     def emit_samples(step: int, canonical_state) -> list[str]:
@@ -204,7 +207,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
                 else:
                     timed_steps += 1
                 needs_log = _due(step, config.log_every, last)
-                needs_eval = data is not None and _due(step, config.eval_every, step == config.steps)
+                needs_eval = test is not None and _due(step, config.eval_every, step == config.steps)
                 needs_sample = _due(step, config.sample_every, step == config.steps)
                 needs_ckpt = _due(step, config.ckpt_every, last)
                 if needs_log or needs_eval or needs_sample or needs_ckpt:

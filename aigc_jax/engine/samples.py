@@ -42,7 +42,8 @@ def write_samples(sample_dir: str, step: int, outputs: dict, writer=None) -> lis
                 writer.text(name, value, step)
         else:
             grid = image_grid(np.asarray(value))
-            paths.append(save_png(stem + ".png", grid))
+            # Small images (digit grids) are enlarged 3x to be seen; plots and strips already are.
+            paths.append(save_png(stem + ".png", grid, scale=3 if max(grid.shape[:2]) < 512 else 1))
             if writer is not None:
                 writer.image(name, grid, step)
     return paths

@@ -9,6 +9,8 @@ functions of their arguments, so the engine can compile them in any parallel mod
 - `init(rng, batch)` -> the train state pytree.
 - `train_step(state, batch, rng)` -> (state, metrics): a flat dict of scalars. Gradients go through
   `TrainState.apply_gradients`, which averages them over data-parallel devices when needed.
+- `eval_inputs()` -> for tasks without data: the test split to evaluate on, a dict of arrays with
+  one row per example (e.g. `{"episode": arange(100)}`), or None (the default: no evaluation).
 - `eval_step(state, batch, rng)` -> dict of *sums* over the batch's real examples (`batch["mask"]`
   is 1 for real examples and 0 for padding); arrays are allowed. The engine adds them up over the
   test split, divides by the number of examples and passes the means to `finalize_eval`.
@@ -69,6 +71,10 @@ class Task(abc.ABC):
 
     def eval_step(self, state, batch: Batch, rng: jax.Array) -> Metrics:
         return {}
+
+    def eval_inputs(self) -> dict | None:
+        """Tasks without data: the examples `eval_step` is summed over (their keys come with them)."""
+        return None
 
     def finalize_eval(self, means: Metrics) -> Metrics:
         """Turn the per-example means of `eval_step`'s sums into scalar metrics."""

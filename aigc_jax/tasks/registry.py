@@ -3,9 +3,11 @@
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.classifier import CNNClassifier, MLPClassifier
 from aigc_jax.tasks.mlp_gan import MLPGAN
+from aigc_jax.tasks.ppo import PPOTask
+from aigc_jax.tasks.reinforce import ReinforceTask
 from aigc_jax.tasks.vae import VAETask
 
-FAMILIES = {task.name: task for task in (MLPClassifier, CNNClassifier, MLPGAN, VAETask)}
+FAMILIES = {task.name: task for task in (MLPClassifier, CNNClassifier, MLPGAN, VAETask, PPOTask, ReinforceTask)}
 
 
 def get(name: str):

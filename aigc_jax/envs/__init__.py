@@ -1,0 +1,1 @@
+"""JAX-native environments: pure reset/step functions over pytrees of arrays."""

@@ -1,0 +1,1 @@
+"""Reinforcement learning pieces shared by the RL tasks: rollouts, advantages, the seed-vmapped runner."""
