@@ -1,5 +1,5 @@
 """Command line: python -m benchmarks [--preset tiny|cpu|gpu] [--families A,B] [--modes jit,sharded,...]
-[--torch] [--seconds S] [--dtype float32|bfloat16] [--json PATH] [--markdown PATH] [--plot PATH]
+[--torch] [--torch-threads N] [--seconds S] [--dtype float32|bfloat16] [--json PATH] [--markdown PATH] [--plot PATH]
 
 Bad input ends in one line on stderr and exit code 2. A measurement that fails is reported in the
 outputs and makes the exit code 1; families or frameworks that cannot run here are skipped with
@@ -34,6 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--families", type=_csv, help="comma-separated (default: every registered family)")
     p.add_argument("--modes", type=_csv, default=["sharded"], help=f"comma-separated from {', '.join(PARALLEL_MODES)}")
     p.add_argument("--torch", action="store_true", help="add PyTorch eager and torch.compile rows (needs the torch extra)")
+    p.add_argument("--torch-threads", type=int, help="torch.set_num_threads for the twins (default: torch's own)")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement (default 2)")
     p.add_argument("--dtype", choices=DTYPES, help="compute dtype (default: the preset's; gpu is bfloat16)")
     p.add_argument("--json", default=os.path.join(DEFAULT_OUT, "results.json"))
@@ -58,6 +59,8 @@ def check_args(args) -> None:
         registry.get(family)  # raises UserError naming the known families
     if args.families == []:
         raise UserError("--families is empty; expected at least one of " + ", ".join(registry.FAMILIES))
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise UserError(f"--torch-threads {args.torch_threads}: expected an integer >= 1")
     if not args.seconds > 0:
         raise UserError(f"--seconds {args.seconds}: expected a number > 0")
 
@@ -85,7 +88,7 @@ def run(args, command: str, log=print) -> dict:
     if args.torch and torch_why is None:
         from benchmarks.torch_twins.runner import torch_environment
 
-        env.update(torch_environment())
+        env.update(torch_environment(args.torch_threads))
     peak = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048)
     log(f"preset {preset}, {env['device_count']} x {env['device_kind']} ({env['backend']}); "
         f"peak {peak.tflops_per_device:.3g} TFLOP/s per device ({peak.source})")

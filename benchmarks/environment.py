@@ -21,6 +21,8 @@ def jax_environment() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # Other work on the machine while it ran (1, 5, 15 minute averages): timings on a busy host are slower.
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "jax": jax.__version__,
         "jaxlib": _version("jaxlib"),
         "flax": _version("flax"),

@@ -63,7 +63,9 @@ def header_lines(doc: dict) -> list[str]:
         f"Command: `{doc['command']}`",
         "",
         f"Machine: {env['backend']} backend, {env['device_count']} x {env['device_kind']}, "
-        f"{env['cpu_count']} CPU cores, {env['process_count']} process(es); {versions}.",
+        f"{env['cpu_count']} CPU cores, {env['process_count']} process(es); {versions}."
+        + (f" Load average at the start (1/5/15 min): {', '.join(f'{x:.1f}' for x in env['load_average'])}."
+           if env.get("load_average") else ""),
         f"Preset `{doc['preset']}`, seconds per measurement {doc['seconds']}. Peak used for MFU: "
         f"{_num(peak.get('tflops_per_device'))} TFLOP/s per device ({peak.get('source', '-')}).",
     ]

@@ -6,6 +6,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from aigc_jax.models.pooling import max_pool
+
 
 class MLP(nn.Module):
     """Flatten -> [Dense -> ReLU] * len(hidden) -> Dense(num_classes)."""
@@ -34,7 +36,7 @@ class CNN(nn.Module):
     def __call__(self, x, return_features: bool = False):
         for ch in self.channels:
             x = nn.relu(nn.Conv(ch, (3, 3), dtype=self.dtype)(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool(x, 2)  # = nn.max_pool(x, (2, 2), strides=(2, 2)), with a faster gradient on CPU
         features = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape((x.shape[0], -1))))
         logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)
         # The penultimate layer doubles as a feature space for image-quality metrics.

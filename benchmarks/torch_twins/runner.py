@@ -26,7 +26,10 @@ def _device_kind(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def torch_environment() -> dict:
+def torch_environment(threads: int | None = None) -> dict:
+    """Torch's versions and settings; `threads` sets its intra-op thread count first."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "torch_device": _device_kind(torch_device())}
 
