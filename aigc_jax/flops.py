@@ -25,3 +25,17 @@ def conv2d(batch: int, out_h: int, out_w: int, kernel_h: int, kernel_w: int, c_i
 
 def train(forward: float) -> float:
     return TRAIN_MULTIPLIER * forward
+
+
+def lstm(batch: int, steps: int, d_in: int, hidden: int) -> float:
+    """Forward FLOPs of one LSTM layer over `steps` steps: input and recurrent matmuls of the 4 gates."""
+    return dense(batch * steps, d_in + hidden, 4 * hidden)
+
+
+def attention(batch: int, q_len: int, kv_len: int, width: int) -> float:
+    """Forward FLOPs of attention scores (Q K^T) and the weighted sum of values, all heads together.
+
+    The Q/K/V/output projections are dense layers, counted separately. Masked positions are
+    computed too, so a causal mask does not halve the count.
+    """
+    return 2 * 2.0 * batch * q_len * kv_len * width

@@ -8,6 +8,7 @@ from PIL import Image
 
 from aigc_jax.data import digits
 from aigc_jax.data.dirs import tfds_data_dir
+from aigc_jax.data.embedded import prepare, read_all
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
@@ -16,24 +17,7 @@ EMBEDDED = "digits"
 
 def prepare_digits(data_dir: str) -> tfds.core.DatasetBuilder:
     """Build the embedded digits into `data_dir` once (about a second); later calls only open it."""
-    builder = digits.Digits(data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-        tfds.disable_progress_bar()
-        try:
-            os.makedirs(data_dir, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"data_dir {data_dir!r} is not writable ({e.strerror}); "
-                            "expected a writable directory for the prepared digits") from None
-        builder.download_and_prepare()
-    return builder
-
-
-def _read_all(source, name: str, data_dir: str) -> list[dict]:
-    try:
-        return [source[i] for i in range(len(source))]
-    except Exception as e:  # truncated or overwritten array_record files
-        raise UserError(f"dataset {name!r} in {data_dir!r} is unreadable ({type(e).__name__}); expected intact "
-                        f"array_record files: delete {name}/ there to rebuild or re-prepare it") from None
+    return prepare(digits.Digits, data_dir)
 
 
 def _to_float(images: np.ndarray, size: int) -> np.ndarray:
@@ -80,7 +64,7 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) ->
             raise UserError(f"dataset {dataset!r} has splits {sorted(sources)}; expected 'train' and 'test'")
     out = {}
     for split in ("train", "test"):
-        records = _read_all(sources[split], dataset, data_dir)
+        records = read_all(sources[split], dataset, data_dir)
         if records and ("label" not in records[0] or key not in records[0]):
             raise UserError(f"dataset {dataset!r} has features {sorted(records[0])}; "
                             f"expected an image dataset with 'image' and 'label'")

@@ -2,12 +2,15 @@
 
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.classifier import CNNClassifier, MLPClassifier
+from aigc_jax.tasks.lstm_seq2seq import LSTMSeq2SeqTask
 from aigc_jax.tasks.mlp_gan import MLPGAN
 from aigc_jax.tasks.ppo import PPOTask
 from aigc_jax.tasks.reinforce import ReinforceTask
+from aigc_jax.tasks.transformer import TransformerTask
 from aigc_jax.tasks.vae import VAETask
 
-FAMILIES = {task.name: task for task in (MLPClassifier, CNNClassifier, MLPGAN, VAETask, PPOTask, ReinforceTask)}
+FAMILIES = {task.name: task for task in (MLPClassifier, CNNClassifier, MLPGAN, VAETask,
+                                         LSTMSeq2SeqTask, TransformerTask, PPOTask, ReinforceTask)}
 
 
 def get(name: str):
