@@ -17,7 +17,12 @@ def prepare(builder_cls: type[tfds.core.GeneratorBasedBuilder], data_dir: str) -
         except OSError as e:
             raise UserError(f"data_dir {data_dir!r} is not writable ({e.strerror}); "
                             f"expected a writable directory for the prepared {builder.name}") from None
-        builder.download_and_prepare()
+        try:
+            builder.download_and_prepare()
+        except FileExistsError:  # another process (a second host, a test worker) finished it first
+            builder = builder_cls(data_dir=data_dir, file_format="array_record")
+            if not builder.is_prepared():
+                raise
     return builder
 
 
