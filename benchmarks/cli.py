@@ -1,5 +1,5 @@
 """Command line: python -m benchmarks [--preset tiny|cpu|gpu] [--families A,B] [--modes jit,sharded,...]
-[--torch] [--torch-threads N] [--seconds S] [--dtype float32|bfloat16] [--json PATH] [--markdown PATH] [--plot PATH]
+[--torch] [--torch-threads N] [--clock wall|process] [--seconds S] [--dtype float32|bfloat16] [--json PATH] [--markdown PATH] [--plot PATH]
 
 Bad input ends in one line on stderr and exit code 2. A measurement that fails is reported in the
 outputs and makes the exit code 1; families or frameworks that cannot run here are skipped with
@@ -35,6 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--modes", type=_csv, default=["sharded"], help=f"comma-separated from {', '.join(PARALLEL_MODES)}")
     p.add_argument("--torch", action="store_true", help="add PyTorch eager and torch.compile rows (needs the torch extra)")
     p.add_argument("--torch-threads", type=int, help="torch.set_num_threads for the twins (default: torch's own)")
+    p.add_argument("--clock", choices=("wall", "process"), default="wall",
+                   help="time steps by wall clock, or by the process's CPU time (for pinned single-thread runs)")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement (default 2)")
     p.add_argument("--dtype", choices=DTYPES, help="compute dtype (default: the preset's; gpu is bfloat16)")
     p.add_argument("--json", default=os.path.join(DEFAULT_OUT, "results.json"))
@@ -70,7 +72,7 @@ def run(args, command: str, log=print) -> dict:
     import jax
 
     from aigc_jax.tasks import registry
-    from benchmarks import jax_runner, torch_twins
+    from benchmarks import jax_runner, timing, torch_twins
     from benchmarks.environment import jax_environment
     from benchmarks.peaks import device_peak
     from benchmarks.presets import default_preset, preset_config
@@ -83,20 +85,22 @@ def run(args, command: str, log=print) -> dict:
     from aigc_jax.engine.distributed import enable_compilation_cache
 
     enable_compilation_cache(tempfile.mkdtemp(prefix="aigc_jax_bench_cache_"))
-    env = jax_environment()
+    clock = timing.CLOCKS[args.clock]
+    env = {**jax_environment(), "clock": args.clock}
     torch_why = torch_twins.torch_missing() if args.torch else None
     if args.torch and torch_why is None:
         from benchmarks.torch_twins.runner import torch_environment
 
         env.update(torch_environment(args.torch_threads))
-    peak = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048)
+    peak = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048, clock=clock)
     log(f"preset {preset}, {env['device_count']} x {env['device_kind']} ({env['backend']}); "
         f"peak {peak.tflops_per_device:.3g} TFLOP/s per device ({peak.source})")
 
     out = []
     for name in args.families or list(registry.FAMILIES):
         cls = registry.get(name)
-        out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak, log=log)
+        out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak,
+                                           log=log, clock=clock)
         if not args.torch:
             continue
 
@@ -119,7 +123,7 @@ def run(args, command: str, log=print) -> dict:
 
         task = cls(config)
         out += benchmark_twin(name, config.to_dict(), preset, args.seconds, task.flops_per_step(),
-                              task.tokens_per_step(), peak, log=log)
+                              task.tokens_per_step(), peak, log=log, clock=clock)
     # Twins whose JAX family is not registered (yet) are not compared: say so.
     if args.torch and not args.families:
         for name in torch_twins.TWINS:

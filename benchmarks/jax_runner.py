@@ -7,6 +7,7 @@ steady state: lower + compile ahead of time where the step can be lowered, then 
 This module never imports torch.
 """
 
+import time
 import traceback
 from collections.abc import Callable
 
@@ -76,7 +77,7 @@ def initial_data_and_state(task):
 
 
 def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
-                   prepare: Callable = initial_data_and_state) -> dict:
+                   prepare: Callable = initial_data_and_state, clock: Callable[[], float] = time.perf_counter) -> dict:
     """One timed record for `task` (already configured) in parallel `mode`. `prepare(task)` gives
     the data and the initial state (the state is copied, not consumed)."""
     config = task.config
@@ -122,14 +123,14 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
         jax.block_until_ready((s, m))
         carry.update(state=s, i=i)
 
-    timing = measure(run, seconds)
+    timing = measure(run, seconds, clock=clock)
     record["device_peak_memory_bytes"] = _device_peak_memory(devices)
     return records.with_timing(record, timing, task.flops_per_step(), task.tokens_per_step(),
                                peak.total(len(devices), platform))
 
 
 def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float, peak: Peak,
-                     log=print) -> list[dict]:
+                     log=print, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     """Records for family `cls` in every mode; a mode that cannot run says why. The data and the
     initial state (whose compilation can cost more than the step's) are made once for all modes."""
     out, prepared = [], []
@@ -147,7 +148,7 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
                 out.append(records.skipped(base, why))
                 log(f"  {cls.name:<14} {mode:<10} jax: skipped ({why})")
                 continue
-            out.append(benchmark_task(cls(config), mode, preset, seconds, peak, prepare_once))
+            out.append(benchmark_task(cls(config), mode, preset, seconds, peak, prepare_once, clock))
             r = out[-1]
             log(f"  {cls.name:<14} {mode:<10} jax: {r['steps_per_s']:9.1f} steps/s  "
                 f"{r['step_ms_median']:8.3f} ms  compile {r['compile_s']:.2f} s")

@@ -66,7 +66,8 @@ def header_lines(doc: dict) -> list[str]:
         f"{env['cpu_count']} CPU cores, {env['process_count']} process(es); {versions}."
         + (f" Load average at the start (1/5/15 min): {', '.join(f'{x:.1f}' for x in env['load_average'])}."
            if env.get("load_average") else ""),
-        f"Preset `{doc['preset']}`, seconds per measurement {doc['seconds']}. Peak used for MFU: "
+        f"Preset `{doc['preset']}`, seconds per measurement {doc['seconds']}, clock {env.get('clock', 'wall')}. "
+        f"Peak used for MFU: "
         f"{_num(peak.get('tflops_per_device'))} TFLOP/s per device ({peak.get('source', '-')}).",
     ]
 
@@ -107,6 +108,9 @@ def markdown(doc: dict) -> str:
             f"{_num(r['first_call_s'], '{:.2f}')} | "
             f"{_num(r['flops_per_step'] and r['flops_per_step'] / 1e9)}{xla} | {_num(r['tflops'])} | "
             f"{_num(r['mfu'] and 100 * r['mfu'], '{:.1f}%')} | {_mem(r['compiled_memory_bytes'])} |")
+    if any((r["mfu"] or 0) > 1 for r in _ok(records)):
+        lines += ["", "An MFU above 100% means the measured peak is too low: it was taken while other work "
+                      "slowed the machine (see the load average above)."]
     others = [r for r in records if r["status"] != "ok"]
     if others:
         lines += ["", "## Not measured", ""]

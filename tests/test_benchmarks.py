@@ -16,7 +16,7 @@ from aigc_jax.tasks.classifier import MLPClassifier
 from benchmarks import records, report
 from benchmarks.jax_runner import benchmark_family
 from benchmarks.peaks import Peak, table_peak
-from benchmarks.timing import measure
+from benchmarks.timing import CLOCKS, measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK = Peak(0.1, "fixed for the tests")
@@ -65,9 +65,10 @@ def test_check_flags_malformed_records():
     assert any("say why" in p for p in records.check(records.skipped(records.new_record("a", "jit", "jax", "cpu"), "")))
 
 
-def test_measure_counts_steps_in_windows():
+@pytest.mark.parametrize("clock", ["wall", "process"])
+def test_measure_counts_steps_in_windows(clock):
     calls = []
-    timing = measure(lambda n: calls.append(n), seconds=0.01, warmup_s=0.0, min_windows=5)
+    timing = measure(lambda n: calls.append(n), seconds=0.01, warmup_s=0.0, min_windows=5, clock=CLOCKS[clock])
     assert timing.windows >= 5 and timing.steps_timed == timing.windows * timing.steps_per_window
     assert sum(calls) == timing.warmup_steps + timing.steps_timed
     assert timing.step_ms_p10 <= timing.step_ms_median <= timing.step_ms_p90

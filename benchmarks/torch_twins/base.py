@@ -42,7 +42,7 @@ class Twin:
             setattr(self, name, torch.compile(getattr(self, name)))
 
     def tensor(self, array, dtype=torch.float32) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), dtype=dtype, device=self.device)
+        return torch.as_tensor(np.array(array), dtype=dtype, device=self.device)  # a copy: torch wants writable memory
 
     def random_batch(self, gen: np.random.Generator) -> dict:
         raise NotImplementedError

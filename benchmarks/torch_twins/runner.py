@@ -2,6 +2,9 @@
 same config (shapes, batch, optimizer), same dtype, batches already on the device, windows of
 steps ended by a device synchronisation (`benchmarks.timing`)."""
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -35,7 +38,8 @@ def torch_environment(threads: int | None = None) -> dict:
 
 
 def benchmark_twin(family: str, config: dict, preset: str, seconds: float, flops_per_step: float,
-                   tokens_per_step: int, host_peak: Peak, log=print) -> list[dict]:
+                   tokens_per_step: int, host_peak: Peak, log=print,
+                   clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     """torch-eager and torch-compile records for `family`'s twin at the JAX task's `config`."""
     device = torch_device()
     kind = _device_kind(device)
@@ -74,7 +78,7 @@ def benchmark_twin(family: str, config: dict, preset: str, seconds: float, flops
         else:
             first_call_s, _ = timed(lambda: run(1))
         record["first_call_s"] = first_call_s
-        timing = measure(run, seconds)
+        timing = measure(run, seconds, clock=clock)
         out.append(records.with_timing(record, timing, flops_per_step, tokens_per_step,
                                        peak.total(1, device.type)))
         r = out[-1]
