@@ -1,8 +1,7 @@
 """`lstm_seq2seq`: the LSTM encoder-decoder (seed 004) on the synthetic number_words task.
 
-Teacher-forced training; greedy and beam-search decoding compiled as one `lax.scan` each
-(aigc_jax/decoding.py); `eval_exact_match` is the greedy decoding's whole-sequence accuracy on the
-test split (numbers never seen in training), `eval_beam_exact_match` the beam search's.
+Decoding carries the LSTM's (c, h) per layer from token to token (see tasks/seq2seq.py for the
+metrics and aigc_jax/decoding.py for the compiled greedy and beam loops).
 """
 
 import jax
@@ -24,15 +23,7 @@ class LSTMSeq2SeqTask(Seq2SeqTask):
         c.hidden = 256
         c.layers = 1
         c.steps = 600
-        c.batch_size = 64
         c.learning_rate = 3e-3
-        c.lr_schedule = "cosine"
-        c.clip_norm = 1.0
-        c.beam_size = 4
-        c.log_every = 50
-        c.eval_every = 200
-        c.ckpt_every = 200
-        c.sample_every = 0
         return c
 
     config_ranges = {**Seq2SeqTask.config_ranges, "embed": (1, None), "hidden": (1, None), "layers": (1, None)}
