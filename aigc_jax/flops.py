@@ -27,9 +27,14 @@ def train(forward: float) -> float:
     return TRAIN_MULTIPLIER * forward
 
 
+def recurrent(batch: int, steps: int, d_in: int, hidden: int, gates: int) -> float:
+    """Forward FLOPs of one recurrent layer over `steps` steps: the input and recurrent matmuls of its
+    `gates` (Elman RNN 1, GRU 3, LSTM 4)."""
+    return dense(batch * steps, d_in + hidden, gates * hidden)
+
+
 def lstm(batch: int, steps: int, d_in: int, hidden: int) -> float:
-    """Forward FLOPs of one LSTM layer over `steps` steps: input and recurrent matmuls of the 4 gates."""
-    return dense(batch * steps, d_in + hidden, 4 * hidden)
+    return recurrent(batch, steps, d_in, hidden, 4)
 
 
 def attention(batch: int, q_len: int, kv_len: int, width: int) -> float:

@@ -12,7 +12,8 @@ import time
 import warnings
 
 USAGE = ("python -m train FAMILY [--workdir DIR] [--fresh] [--config.KEY=VALUE ...]\n"
-         "       python -m train sample FAMILY [--workdir DIR] [--seed N] [--config.KEY=VALUE ...]\n"
+         "       python -m train sample FAMILY [--workdir DIR] [--seed N] [--prompt TEXT] [--tokens N] "
+         "[--config.KEY=VALUE ...]\n"
          "       python -m train --list")
 
 
@@ -35,6 +36,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--list", action="store_true", help="list the families and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--seed", type=int, default=0, help="sample: a different draw for each seed")
+    text = parser.add_argument_group("language models (shorthands for --config.prompt, --config.sample_tokens, "
+                                     "--config.temperature)")
+    text.add_argument("--prompt", default=None, help="text the samples continue")
+    text.add_argument("--tokens", default=None, help="new bytes per sample")
+    text.add_argument("--temperature", default=None, help="sampling temperature; 0 = greedy")
     parser.add_argument("--compile_cache", default=None,
                         help="persistent compilation cache dir (default under ~/.cache; 'off' disables)")
     hosts = parser.add_argument_group("several hosts (see README: Running on many hosts)")
@@ -59,6 +65,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
             value, i = rest[i + 1], i + 1
         overrides[key] = value
         i += 1
+    for key, value in (("prompt", args.prompt), ("sample_tokens", args.tokens), ("temperature", args.temperature)):
+        if value is not None:
+            overrides[key] = value
     return args, overrides
 
 

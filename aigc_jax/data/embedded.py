@@ -1,4 +1,5 @@
-"""Building and reading the embedded TFDS datasets (generated or shipped inside installed packages)."""
+"""Building and reading TFDS datasets: the embedded ones (generated or shipped inside installed packages)
+and catalog ones a user prepared in array_record format."""
 
 import os
 
@@ -33,3 +34,21 @@ def read_all(source, name: str, data_dir: str) -> list[dict]:
     except Exception as e:  # truncated or overwritten array_record files
         raise UserError(f"dataset {name!r} in {data_dir!r} is unreadable ({type(e).__name__}); expected intact "
                         f"array_record files: delete {name}/ there to rebuild or re-prepare it") from None
+
+
+def catalog_sources(name: str, data_dir: str, embedded: str):
+    """`tfds.data_source` of a catalog dataset prepared in array_record format, or a UserError saying how."""
+    if not os.path.isdir(os.path.join(data_dir, name.split("/")[0].split(":")[0])):
+        raise UserError(
+            f"dataset {name!r} is not prepared in {data_dir!r}; expected the embedded '{embedded}' or a "
+            f"TFDS dataset prepared there in array_record format, e.g. pip install 'aigc-jax[tf]' && "
+            f"tfds build {name} --data_dir {data_dir} --file_format array_record (needs network once)")
+    try:
+        return tfds.data_source(name, data_dir=data_dir, download=False)
+    except Exception as e:  # TFDS raises several types for "not there"; all mean the same to a user
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"dataset {name!r} is not available in {data_dir!r} ({reason[:160]}); expected the embedded "
+            f"'{embedded}' or a TFDS dataset prepared there in array_record format, e.g. "
+            f"pip install 'aigc-jax[tf]' && tfds build {name} --data_dir {data_dir} --file_format array_record"
+        ) from None

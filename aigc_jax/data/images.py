@@ -1,14 +1,12 @@
 """Image classification datasets as in-memory float arrays: the embedded digits or a TFDS catalog set."""
 
-import os
-
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from aigc_jax.data import digits
 from aigc_jax.data.dirs import tfds_data_dir
-from aigc_jax.data.embedded import prepare, read_all
+from aigc_jax.data.embedded import catalog_sources, prepare, read_all
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
@@ -34,23 +32,6 @@ def _to_float(images: np.ndarray, size: int) -> np.ndarray:
     return images / 255.0
 
 
-def _catalog_sources(name: str, data_dir: str):
-    if not os.path.isdir(os.path.join(data_dir, name.split("/")[0].split(":")[0])):
-        raise UserError(
-            f"dataset {name!r} is not prepared in {data_dir!r}; expected the embedded '{EMBEDDED}' or a "
-            f"TFDS dataset prepared there in array_record format, e.g. pip install 'aigc-jax[tf]' && "
-            f"tfds build {name} --data_dir {data_dir} --file_format array_record (needs network once)")
-    try:
-        return tfds.data_source(name, data_dir=data_dir, download=False)
-    except Exception as e:  # TFDS raises several types for "not there"; all mean the same to a user
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"dataset {name!r} is not available in {data_dir!r} ({reason[:160]}); expected the embedded "
-            f"'{EMBEDDED}' or a TFDS dataset prepared there in array_record format, e.g. "
-            f"pip install 'aigc-jax[tf]' && tfds build {name} --data_dir {data_dir} --file_format array_record"
-        ) from None
-
-
 def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) -> Splits:
     """{"image": float32 [N, S, S, 1] in [0, 1], "label": int32 [N]} for train and test."""
     data_dir = tfds_data_dir(data_dir)
@@ -59,7 +40,7 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) ->
         sources = prepare_digits(data_dir).as_data_source()
     else:
         key = "image"
-        sources = _catalog_sources(dataset, data_dir)
+        sources = catalog_sources(dataset, data_dir, EMBEDDED)
         if "train" not in sources or "test" not in sources:
             raise UserError(f"dataset {dataset!r} has splits {sorted(sources)}; expected 'train' and 'test'")
     out = {}

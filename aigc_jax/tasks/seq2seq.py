@@ -20,6 +20,7 @@ from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.base import Task
+from aigc_jax.tasks.optim import adam_optimizer
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -93,14 +94,7 @@ class Seq2SeqTask(Task):
         return load_translation_splits(c.dataset, c.data_dir, c.max_source_len, c.max_target_len)
 
     def optimizer(self) -> optax.GradientTransformation:
-        c = self.config
-        decay_steps = max(c.steps - c.warmup_steps, 1)
-        after = (optax.cosine_decay_schedule(c.learning_rate, decay_steps) if c.lr_schedule == "cosine"
-                 else optax.constant_schedule(c.learning_rate))
-        schedule = (optax.join_schedules([optax.linear_schedule(0.0, c.learning_rate, c.warmup_steps), after],
-                                         [c.warmup_steps]) if c.warmup_steps else after)
-        adam = optax.adam(schedule)
-        return optax.chain(optax.clip_by_global_norm(c.clip_norm), adam) if c.clip_norm else adam
+        return adam_optimizer(self.config)
 
     def init(self, rng, batch):
         source, decoder_input, _ = split_target(batch)

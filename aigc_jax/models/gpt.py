@@ -1,0 +1,64 @@
+"""A GPT: decoder-only, pre-LayerNorm, causal self-attention (seed 001), in Flax linen.
+
+Read top to bottom like nanoGPT's model.py: token + learned position embeddings, `layers` blocks
+of x + attention(LN(x)) and x + MLP(LN(x)) (4x width, GELU), a final LayerNorm, and the output
+layer tied to the token embedding. No dropout (the runs here are short and single-epoch-ish, and
+dropout would need per-example keys to keep every parallel mode numerically the same).
+
+Sampling: a copy with `decode=True` puts every attention layer in Flax's cached mode (a "cache"
+collection holding past keys and values and the index of the next position), so each new token
+costs one position instead of re-reading the whole context; `__call__` then takes one token and
+its `position`.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+
+class MLP(nn.Module):
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        width = x.shape[-1]
+        x = nn.gelu(nn.Dense(4 * width, dtype=self.dtype, name="up")(x))
+        return nn.Dense(width, dtype=self.dtype, name="down")(x)
+
+
+class Block(nn.Module):
+    heads: int
+    dtype: jnp.dtype = jnp.float32
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, x, mask):
+        attention = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, deterministic=True,
+                                                    decode=self.decode, name="attention")
+        x = x + attention(nn.LayerNorm(dtype=self.dtype, name="ln_1")(x), mask=mask)
+        return x + MLP(self.dtype, name="mlp")(nn.LayerNorm(dtype=self.dtype, name="ln_2")(x))
+
+
+class GPT(nn.Module):
+    """bytes [B, T] -> next-byte logits [B, T, vocab] (float32)."""
+
+    vocab_size: int = 256
+    context: int = 256
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    dtype: jnp.dtype = jnp.float32
+    decode: bool = False  # cached attention: one token per call, at `position`
+
+    @nn.compact
+    def __call__(self, tokens, position=0):
+        embed = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(0.02), name="wte")
+        table = self.param("wpe", nn.initializers.normal(0.02), (self.context, self.width))
+        x = embed(tokens) + lax.dynamic_slice_in_dim(table, position, tokens.shape[1])
+        x = x.astype(self.dtype)
+        # In decode mode the cache masks the positions not yet written.
+        mask = None if self.decode else nn.make_causal_mask(tokens)
+        for i in range(self.layers):
+            x = Block(self.heads, self.dtype, self.decode, name=f"block_{i}")(x, mask)
+        x = nn.LayerNorm(dtype=self.dtype, name="ln_f")(x)
+        return embed.attend(x.astype(jnp.float32))  # output layer tied to the token embedding

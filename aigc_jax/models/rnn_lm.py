@@ -1,0 +1,44 @@
+"""Recurrent byte language models: the Elman RNN (seed 002), the LSTM (seeds 001, 002) and the GRU.
+
+embed -> `layers` recurrent layers -> linear to the vocabulary. Each layer is `nn.RNN` over a Flax
+cell (a `lax.scan` over time, compiled once whatever the length): `nn.SimpleCell` (tanh Elman
+RNN), `nn.OptimizedLSTMCell` (the LSTM with its four gates computed by one matmul, the faster
+formulation) or `nn.GRUCell`. `__call__` takes the carries of the previous segment and returns the
+new ones, so training can carry the state across segments (truncated BPTT) and sampling can feed
+one byte at a time.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+CELLS = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
+
+
+class RecurrentLM(nn.Module):
+    """(bytes [B, T], carries per layer) -> (carries, next-byte logits [B, T, vocab] float32)."""
+
+    vocab_size: int = 256
+    cell: str = "lstm"
+    embed: int = 64
+    hidden: int = 256
+    layers: int = 1
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self):
+        self.embedding = nn.Embed(self.vocab_size, self.embed, dtype=self.dtype)
+        self.recurrent = [nn.RNN(CELLS[self.cell](self.hidden, dtype=self.dtype), return_carry=True)
+                          for _ in range(self.layers)]
+        self.head = nn.Dense(self.vocab_size, dtype=self.dtype)
+
+    @nn.nowrap
+    def initial_carries(self, batch: int) -> tuple:
+        """Zero state for `batch` sequences: (c, h) per LSTM layer, h per RNN/GRU layer."""
+        zeros = jnp.zeros((batch, self.hidden), jnp.float32)
+        return tuple((zeros, zeros) if self.cell == "lstm" else zeros for _ in range(self.layers))
+
+    def __call__(self, tokens, carries):
+        x, new = self.embedding(tokens), []
+        for rnn, carry in zip(self.recurrent, carries):
+            carry, x = rnn(x, initial_carry=carry)
+            new.append(carry)
+        return tuple(new), self.head(x).astype(jnp.float32)

@@ -1,0 +1,27 @@
+"""The optimizer the sequence families share: Adam(W) on a warm-up + cosine (or constant) schedule,
+after global-norm gradient clipping."""
+
+import optax
+
+
+def learning_rate_schedule(config, updates_per_step: int = 1) -> optax.Schedule:
+    """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `steps` (or constant).
+
+    optax counts updates, not engine steps: a step that makes several updates (truncated BPTT)
+    passes `updates_per_step`, so the schedule still spans the run.
+    """
+    c = config
+    warmup = c.warmup_steps * updates_per_step
+    decay_steps = max(c.steps * updates_per_step - warmup, 1)
+    after = (optax.cosine_decay_schedule(c.learning_rate, decay_steps) if c.lr_schedule == "cosine"
+             else optax.constant_schedule(c.learning_rate))
+    if not warmup:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, c.learning_rate, warmup), after], [warmup])
+
+
+def adam_optimizer(config, weight_decay: float = 0.0, updates_per_step: int = 1) -> optax.GradientTransformation:
+    """Adam, or AdamW with decoupled `weight_decay`, clipped to `config.clip_norm` (0 = no clipping)."""
+    schedule = learning_rate_schedule(config, updates_per_step)
+    adam = optax.adamw(schedule, weight_decay=weight_decay) if weight_decay else optax.adam(schedule)
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), adam) if config.clip_norm else adam
