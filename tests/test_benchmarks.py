@@ -154,3 +154,14 @@ def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_sampling_benchmark_times_both_decoders():
+    from benchmarks import sampling
+
+    doc = sampling.measure("tiny", tokens=8, prompt_bytes=4, batches=[2], repeats=1, log=lambda *a: None)
+    (row,) = doc["rows"]
+    assert doc["shape"]["seq_len"] == 12 and row["batch"] == 2
+    for name in ("kv_cache", "recompute"):
+        assert row[name]["tokens_per_s"] > 0 and row[name]["compile_s"] > 0
+    assert row["speedup"] == row["kv_cache"]["tokens_per_s"] / row["recompute"]["tokens_per_s"]

@@ -172,3 +172,25 @@ def test_resume_equals_uninterrupted(tmp_path):
     train_family("lstm_lm", tmp_path / "resumed", **{**small, "steps": "5"})
     _, resumed = train_family("lstm_lm", tmp_path / "resumed", fresh=False, **{**small, "steps": "10"})
     assert resumed == straight  # every logged metric at every step, bit for bit
+
+
+def test_gru_cell_step_wise_decoder_equals_the_full_pass():
+    """The optional GRU cell of rnn_lm, untrained: its carried state is the same recurrence."""
+    from aigc_jax.engine.loop import initial_state, root_keys
+
+    task = build_task("rnn_lm", config("rnn_lm", cell="gru"))
+    state = initial_state(task, task.load_data(), root_keys(0)["init"])
+    inputs = held_out(2)[:, :-1]
+    full = jax.jit(task.log_probs)(state, inputs)
+    step_fn, carries = task.decoder(state, 2)
+    step_fn = jax.jit(step_fn)
+    for t in range(inputs.shape[1]):
+        logits, carries = step_fn(carries, inputs[:, t], t)
+        np.testing.assert_allclose(jax.nn.log_softmax(logits), full[:, t], atol=1e-5)
+
+
+def test_a_catalog_text_dataset_that_is_not_prepared_says_how_to_prepare_it(tmp_path):
+    task = build_task("ngram", {"dataset": "tiny_shakespeare", "data_dir": str(tmp_path)})
+    with pytest.raises(UserError, match="tfds build tiny_shakespeare .*--file_format array_record") as e:
+        task.load_data()
+    assert "\n" not in str(e.value)

@@ -37,14 +37,15 @@ def read_all(source, name: str, data_dir: str) -> list[dict]:
 
 
 def catalog_sources(name: str, data_dir: str, embedded: str):
-    """`tfds.data_source` of a catalog dataset prepared in array_record format, or a UserError saying how."""
+    """`tfds.data_source`s of a catalog dataset prepared in array_record format with `train` and `test`
+    splits, or a UserError saying how to prepare it."""
     if not os.path.isdir(os.path.join(data_dir, name.split("/")[0].split(":")[0])):
         raise UserError(
             f"dataset {name!r} is not prepared in {data_dir!r}; expected the embedded '{embedded}' or a "
             f"TFDS dataset prepared there in array_record format, e.g. pip install 'aigc-jax[tf]' && "
             f"tfds build {name} --data_dir {data_dir} --file_format array_record (needs network once)")
     try:
-        return tfds.data_source(name, data_dir=data_dir, download=False)
+        sources = tfds.data_source(name, data_dir=data_dir, download=False)
     except Exception as e:  # TFDS raises several types for "not there"; all mean the same to a user
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
@@ -52,3 +53,6 @@ def catalog_sources(name: str, data_dir: str, embedded: str):
             f"'{embedded}' or a TFDS dataset prepared there in array_record format, e.g. "
             f"pip install 'aigc-jax[tf]' && tfds build {name} --data_dir {data_dir} --file_format array_record"
         ) from None
+    if "train" not in sources or "test" not in sources:
+        raise UserError(f"dataset {name!r} has splits {sorted(sources)}; expected 'train' and 'test'")
+    return sources

@@ -22,7 +22,7 @@ from aigc_jax.rl.runner import make_train
 from aigc_jax.tasks.ppo import PPOTask
 
 
-def _timed(fn, args, repeats: int) -> tuple[float, float]:
+def timed_call(fn, args, repeats: int) -> tuple[float, float]:
     """(compile seconds, median run seconds) of jitted `fn(*args)`."""
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -59,7 +59,7 @@ def rollout_steps_per_s(num_seeds: int, num_envs: int, num_steps: int, policy: s
             return traj.final_obs.sum() + traj.terminated.sum() + envs.episode_return.sum()
         return jax.vmap(one_seed)(keys)
 
-    compile_s, run_s = _timed(run, (jax.random.split(jax.random.key(0), num_seeds),), repeats)
+    compile_s, run_s = timed_call(run, (jax.random.split(jax.random.key(0), num_seeds),), repeats)
     steps = num_seeds * num_envs * num_steps
     return {"what": f"{policy} policy rollout", "seeds": num_seeds, "envs": num_envs, "env_steps": steps,
             "compile_s": compile_s, "run_s": run_s, "env_steps_per_s": steps / run_s}
@@ -72,7 +72,7 @@ def training_steps_per_s(num_seeds: int, updates: int = 50, repeats: int = 3, **
     config.family, config.steps = "ppo", updates
     config.update(overrides)
     train = jax.vmap(make_train(config))
-    compile_s, run_s = _timed(train, (jax.random.split(jax.random.key(0), num_seeds),), repeats)
+    compile_s, run_s = timed_call(train, (jax.random.split(jax.random.key(0), num_seeds),), repeats)
     steps = num_seeds * updates * config.num_steps * config.batch_size
     return {"what": "ppo training", "seeds": num_seeds, "envs": config.batch_size, "env_steps": steps,
             "compile_s": compile_s, "run_s": run_s, "env_steps_per_s": steps / run_s}

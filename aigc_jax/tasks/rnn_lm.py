@@ -27,7 +27,7 @@ class RecurrentLMTask(NeuralLanguageModelTask):
     config_choices = {**NeuralLanguageModelTask.config_choices, "cell": tuple(CELLS)}
 
     @staticmethod
-    def recurrent_config(cell: str):
+    def recurrent_config(cell: str, learning_rate: float):
         c = lm_config()
         c.cell = cell  # rnn (Elman) | lstm | gru
         c.embed = 64
@@ -36,7 +36,7 @@ class RecurrentLMTask(NeuralLanguageModelTask):
         c.bptt = 64  # truncation: bytes per segment, one update each; seq_len / bptt segments per step
         c.steps = 500
         c.batch_size = 32
-        c.learning_rate = 3e-3
+        c.learning_rate = learning_rate
         return c
 
     def __init__(self, config):
@@ -102,7 +102,7 @@ class RNNLMTask(RecurrentLMTask):
 
     @staticmethod
     def default_config():
-        return RecurrentLMTask.recurrent_config("rnn")
+        return RecurrentLMTask.recurrent_config("rnn", learning_rate=3e-3)
 
     benchmark_presets = {
         "tiny": {"embed": 16, "hidden": 32, "seq_len": 32, "bptt": 16, "batch_size": 8},
@@ -119,7 +119,7 @@ class LSTMLMTask(RecurrentLMTask):
 
     @staticmethod
     def default_config():
-        return RecurrentLMTask.recurrent_config("lstm")
+        return RecurrentLMTask.recurrent_config("lstm", learning_rate=1e-2)
 
     benchmark_presets = {
         "tiny": {"embed": 16, "hidden": 32, "seq_len": 32, "bptt": 16, "batch_size": 8},

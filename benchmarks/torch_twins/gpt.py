@@ -46,7 +46,7 @@ class GPTTwin(Twin):
 
     def __init__(self, cfg, device, dtype="float32"):
         super().__init__(cfg, device, dtype)
-        self.vocab = int(pick(cfg, 256, "vocab_size", "vocab"))
+        self.vocab = int(pick(cfg, 256, "vocab_size", "vocab") or 256)  # 0: the family's 256 bytes
         self.context = int(pick(cfg, 128, "context", "seq_len", "block_size", "max_len"))
         self.width = int(pick(cfg, 256, "width", "d_model", "emb_dim", "embed_dim"))
         self.layers = int(pick(cfg, 4, "layers", "num_layers", "n_layer", "depth"))

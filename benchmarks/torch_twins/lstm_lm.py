@@ -26,7 +26,7 @@ class LSTMLMTwin(Twin):
 
     def __init__(self, cfg, device, dtype="float32"):
         super().__init__(cfg, device, dtype)
-        self.vocab = int(pick(cfg, 5000, "vocab_size", "vocab"))
+        self.vocab = int(pick(cfg, 5000, "vocab_size", "vocab") or 256)  # 0: the family's 256 bytes
         self.embed = int(pick(cfg, 128, "embed", "embed_dim", "embedding"))
         self.hidden = int(pick(cfg, 256, "hidden", "hidden_size"))
         self.layers = int(pick(cfg, 1, "layers", "num_layers"))
