@@ -14,6 +14,7 @@ from aigc_jax import flops
 from aigc_jax.data.images import load_image_splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import PairState, create_train_state
+from aigc_jax.eval.judge import judge_params
 from aigc_jax.models.gan import MLPDiscriminator, MLPGenerator
 from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task, per_example_normal
@@ -44,13 +45,15 @@ class MLPGAN(Task):
         c.eval_every = 1000
         c.ckpt_every = 1000
         c.sample_every = 1000
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
         return c
 
     config_ranges = {"latent": (1, None), "beta1": (0.0, 1.0)}
+    # Benchmarks time the train step: the eval-only judge (eval/judge.py) is not loaded.
     benchmark_presets = {
-        "tiny": {"latent": 8, "g_hidden": (16, 32), "d_hidden": (32, 16), "batch_size": 8},
-        "cpu": {"latent": 100, "g_hidden": (256, 512), "d_hidden": (512, 256), "batch_size": 64},  # BENCHMARKS.md
-        "gpu": {"latent": 128, "g_hidden": (2048, 4096), "d_hidden": (4096, 2048), "batch_size": 4096,
+        "tiny": {"judge_metrics": False, "latent": 8, "g_hidden": (16, 32), "d_hidden": (32, 16), "batch_size": 8},
+        "cpu": {"judge_metrics": False, "latent": 100, "g_hidden": (256, 512), "d_hidden": (512, 256), "batch_size": 64},  # BENCHMARKS.md
+        "gpu": {"judge_metrics": False, "latent": 128, "g_hidden": (2048, 4096), "d_hidden": (4096, 2048), "batch_size": 4096,
                 "dtype": "bfloat16"},
     }
 
@@ -63,7 +66,13 @@ class MLPGAN(Task):
     def discriminator(self):
         return MLPDiscriminator(hidden=tuple(self.config.d_hidden), dtype=self.compute_dtype)
 
+    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
+
     def load_data(self):
+        if self.config.judge_metrics:
+            # Loaded (trained once, then restored) before anything is compiled; eval_step closes over
+            # them as constants. They depend only on the config, so the task stays a pure function of it.
+            self.judge = judge_params(self.config.dataset, self.config.data_dir)
         return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
 
     def init(self, rng, batch):
@@ -103,13 +112,17 @@ class MLPGAN(Task):
         return im.to_unit(state.g.apply_fn({"params": state.g.params}, z))
 
     def eval_step(self, state, batch, rng):
-        """Pixel statistics of as many fakes as real test images, for a pixel-space Fréchet distance."""
+        """Pixel statistics of as many fakes as real test images, for a pixel-space Fréchet distance,
+        and (config.judge_metrics) the judge classifier's features and class probabilities."""
         fake = self.generate(state, batch["key"])
-        return {**im.feature_sums("fake", im.pooled_pixels(fake), batch["mask"]),
+        sums = {**im.feature_sums("fake", im.pooled_pixels(fake), batch["mask"]),
                 **im.feature_sums("real", im.pooled_pixels(batch["image"]), batch["mask"])}
+        if self.config.judge_metrics:
+            sums.update(im.judge_sums(im.require_judge(self), fake, batch["image"], batch["mask"]))
+        return sums
 
     def finalize_eval(self, means):
-        return {"pixel_fd": im.pixel_fd(means)}
+        return {"pixel_fd": im.pixel_fd(means), **(im.judge_metrics(means) if self.config.judge_metrics else {})}
 
     def sample(self, state, rng, batch):
         return {"samples": self.generate(state, jax.random.split(rng, 64))}

@@ -62,7 +62,7 @@ class RecurrentLMTask(NeuralLanguageModelTask):
 
     def train_step(self, state, batch, rng):
         tokens, bptt = batch["tokens"], self.config.bptt
-        segments = tokens.shape[1] // bptt  # tokens hold seq_len + 1 bytes: segment k predicts its next bptt
+        segments = self.config.seq_len // bptt  # segment k reads bytes [k*bptt, (k+1)*bptt] of seq_len + 1
 
         def segment_loss(params, carries, k):
             window = lax.dynamic_slice_in_dim(tokens, k * bptt, bptt + 1, axis=1)

@@ -13,7 +13,9 @@ from aigc_jax import flops
 from aigc_jax.data.images import load_image_splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
+from aigc_jax.eval.judge import judge_params
 from aigc_jax.models.vae import VAE
+from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task, per_example_normal
 
 IMAGE_SIZE = 28
@@ -42,13 +44,15 @@ class VAETask(Task):
         c.eval_every = 500
         c.ckpt_every = 1000
         c.sample_every = 1000
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
         return c
 
     config_ranges = {"hidden": (1, None), "latent": (1, None)}
+    # Benchmarks time the train step: the eval-only judge (eval/judge.py) is not loaded.
     benchmark_presets = {
-        "tiny": {"hidden": 32, "latent": 4, "batch_size": 8},
-        "cpu": {"hidden": 400, "latent": 20, "batch_size": 128},  # BENCHMARKS.md
-        "gpu": {"hidden": 4096, "latent": 128, "batch_size": 4096, "dtype": "bfloat16"},
+        "tiny": {"judge_metrics": False, "hidden": 32, "latent": 4, "batch_size": 8},
+        "cpu": {"judge_metrics": False, "hidden": 400, "latent": 20, "batch_size": 128},  # BENCHMARKS.md
+        "gpu": {"judge_metrics": False, "hidden": 4096, "latent": 128, "batch_size": 4096, "dtype": "bfloat16"},
     }
 
     @property
@@ -56,7 +60,13 @@ class VAETask(Task):
         return VAE(hidden=self.config.hidden, latent=self.config.latent, image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
                    dtype=self.compute_dtype)
 
+    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
+
     def load_data(self):
+        if self.config.judge_metrics:
+            # Loaded (trained once, then restored) before anything is compiled; eval_step closes over
+            # them as constants. They depend only on the config, so the task stays a pure function of it.
+            self.judge = judge_params(self.config.dataset, self.config.data_dir)
         return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
 
     def init(self, rng, batch):
@@ -80,7 +90,21 @@ class VAETask(Task):
     def eval_step(self, state, batch, rng):
         rec, kl = self._terms(state.params, batch)
         m = batch["mask"]
-        return {"elbo": (-(rec + kl) * m).sum(), "reconstruction": (rec * m).sum(), "kl": (kl * m).sum()}
+        sums = {"elbo": (-(rec + kl) * m).sum(), "reconstruction": (rec * m).sum(), "kl": (kl * m).sum()}
+        if self.config.judge_metrics:  # prior samples (Bernoulli means of the decoder at z ~ N(0, I))
+            z_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(batch["key"])  # independent of the ELBO's eps
+            fake = self.decode_mean(state.params, per_example_normal(z_keys, (self.config.latent,)))
+            sums.update(im.judge_sums(im.require_judge(self), fake, batch["image"], m))
+        return sums
+
+    def finalize_eval(self, means):
+        if not self.config.judge_metrics:
+            return means
+        return {**im.without_judge_sums(means), **im.judge_metrics(means)}
+
+    def decode_mean(self, params, z):
+        """Decoder Bernoulli means in [0, 1]: images [B, 28, 28, 1]."""
+        return jax.nn.sigmoid(self.model.apply({"params": params}, z, method=VAE.decode))
 
     def sample(self, state, rng, batch):
         z = per_example_normal(jax.random.split(rng, 64), (self.config.latent,))
