@@ -22,6 +22,7 @@ from aigc_jax.data.text import EMBEDDED, VOCAB_SIZE, decode_bytes, encode_prompt
 from aigc_jax.engine.config import base_config
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.base import Task
+from aigc_jax.tasks.optim import SCHEDULE_CHOICES, SCHEDULE_RANGES, add_schedule_keys
 
 LN2 = math.log(2.0)
 
@@ -34,9 +35,7 @@ def lm_config():
     c.vocab_size = 0  # 0 = 256 bytes; larger only pads the embedding (benchmark shapes)
     c.batch_size = 32
     c.eval_batch_size = 64
-    c.warmup_steps = 0
-    c.lr_schedule = "cosine"  # decay to 0 at config.steps, or "constant"
-    c.clip_norm = 1.0  # global gradient-norm clipping; 0 = off
+    add_schedule_keys(c)
     c.prompt = "def "  # what samples continue (python -m train sample FAMILY --prompt TEXT)
     c.sample_tokens = 200  # new bytes per sample (--tokens N)
     c.num_samples = 4
@@ -52,10 +51,10 @@ def lm_config():
 
 class LanguageModelTask(Task):
     main_metric = "bpb"
-    config_ranges = {"seq_len": (1, None), "vocab_size": (0, None), "warmup_steps": (0, None),
-                     "clip_norm": (0.0, None), "sample_tokens": (1, None), "num_samples": (1, None),
+    config_ranges = {"seq_len": (1, None), "vocab_size": (0, None), **SCHEDULE_RANGES,
+                     "sample_tokens": (1, None), "num_samples": (1, None),
                      "temperature": (0.0, None), "top_k": (0, None), "top_p": (0.0, 1.0)}
-    config_choices = {"lr_schedule": ("constant", "cosine")}
+    config_choices = {**SCHEDULE_CHOICES}
 
     def __init__(self, config):
         if 0 < config.vocab_size < VOCAB_SIZE:

@@ -3,6 +3,17 @@ after global-norm gradient clipping."""
 
 import optax
 
+# The keys these optimizers read besides learning_rate and steps, their checks, and their defaults.
+SCHEDULE_RANGES = {"warmup_steps": (0, None), "clip_norm": (0.0, None)}
+SCHEDULE_CHOICES = {"lr_schedule": ("constant", "cosine")}
+
+
+def add_schedule_keys(config) -> None:
+    """Add the schedule keys to `config` (a family's default config) with their defaults."""
+    config.warmup_steps = 0
+    config.lr_schedule = "cosine"  # decay to 0 at config.steps, or "constant"
+    config.clip_norm = 1.0  # global gradient-norm clipping; 0 = off
+
 
 def learning_rate_schedule(config, updates_per_step: int = 1) -> optax.Schedule:
     """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `steps` (or constant).

@@ -20,7 +20,7 @@ from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.base import Task
-from aigc_jax.tasks.optim import adam_optimizer
+from aigc_jax.tasks.optim import SCHEDULE_CHOICES, SCHEDULE_RANGES, adam_optimizer, add_schedule_keys
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -36,9 +36,7 @@ def seq2seq_config():
     c.beam_size = 4  # > 1 also reports eval_beam_exact_match and writes beam samples
     c.num_samples = 32  # test translations written per sample file
     c.batch_size = 64
-    c.warmup_steps = 0
-    c.lr_schedule = "cosine"  # decay to 0 at config.steps, or "constant"
-    c.clip_norm = 1.0  # global gradient-norm clipping; 0 = off
+    add_schedule_keys(c)
     c.log_every = 50
     c.eval_every = 200
     c.ckpt_every = 200
@@ -53,9 +51,8 @@ def split_target(batch):
 class Seq2SeqTask(Task):
     main_metric = "loss"
     config_ranges = {"max_source_len": (2, None), "max_target_len": (2, None), "vocab_size": (0, None),
-                     "beam_size": (1, None), "num_samples": (1, None), "warmup_steps": (0, None),
-                     "clip_norm": (0.0, None)}
-    config_choices = {"dtype": tuple(DTYPES), "lr_schedule": ("constant", "cosine")}
+                     "beam_size": (1, None), "num_samples": (1, None), **SCHEDULE_RANGES}
+    config_choices = {"dtype": tuple(DTYPES), **SCHEDULE_CHOICES}
 
     def __init__(self, config):
         if 0 < config.vocab_size < len(VOCABULARY):
