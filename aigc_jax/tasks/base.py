@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from aigc_jax.data.splits import Splits
+from aigc_jax.errors import UserError
 
 Batch = dict[str, Any]
 Metrics = dict[str, Any]
@@ -98,3 +99,10 @@ class Task(abc.ABC):
 def per_example_normal(keys: jax.Array, shape) -> jax.Array:
     """One N(0, I) draw of `shape` per example key: [B, *shape]."""
     return jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
+
+
+def check_heads(config) -> None:
+    """Attention families: `width` must split evenly into `heads`."""
+    if config.width % config.heads:
+        raise UserError(f"config.width={config.width} is not divisible by config.heads={config.heads}; "
+                        "expected width a multiple of heads")

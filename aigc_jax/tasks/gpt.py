@@ -11,8 +11,8 @@ import jax.numpy as jnp
 
 from aigc_jax import flops
 from aigc_jax.engine.state import create_train_state
-from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT
+from aigc_jax.tasks.base import check_heads
 from aigc_jax.tasks.language import NeuralLanguageModelTask, lm_config
 from aigc_jax.tasks.optim import adam_optimizer
 
@@ -37,7 +37,6 @@ class GPTTask(NeuralLanguageModelTask):
 
     config_ranges = {**NeuralLanguageModelTask.config_ranges, "width": (1, None), "layers": (1, None),
                      "heads": (1, None), "weight_decay": (0.0, None)}
-    config_choices = {**NeuralLanguageModelTask.config_choices}
 
     benchmark_presets = {
         "tiny": {"width": 32, "layers": 1, "heads": 2, "seq_len": 32, "sample_tokens": 16, "batch_size": 8},
@@ -51,9 +50,7 @@ class GPTTask(NeuralLanguageModelTask):
     }
 
     def __init__(self, config):
-        if config.width % config.heads:
-            raise UserError(f"config.width={config.width} is not divisible by config.heads={config.heads}; "
-                            "expected width a multiple of heads")
+        check_heads(config)
         super().__init__(config)
 
     @staticmethod
@@ -70,7 +67,7 @@ class GPTTask(NeuralLanguageModelTask):
         variables = self.model.init(rng, batch["tokens"][:1, :-1])
         return create_train_state(self.model, variables, adam_optimizer(self.config, self.config.weight_decay))
 
-    def logits(self, params, inputs, **kwargs):
+    def logits(self, params, inputs):
         return self.model.apply({"params": params}, inputs)
 
     def decoder(self, state, batch):

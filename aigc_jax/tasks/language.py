@@ -137,7 +137,7 @@ class LanguageModelTask(Task):
 class NeuralLanguageModelTask(LanguageModelTask):
     """A language model trained by gradient descent on the next-byte cross-entropy."""
 
-    def logits(self, params, inputs: jax.Array, **kwargs) -> jax.Array:
+    def logits(self, params, inputs: jax.Array) -> jax.Array:
         raise NotImplementedError
 
     def log_probs(self, state, inputs):

@@ -42,7 +42,6 @@ class NGramTask(LanguageModelTask):
         return c
 
     config_ranges = {**LanguageModelTask.config_ranges, "order": (1, None), "discount": (0.0, 1.0)}
-    config_choices = {**LanguageModelTask.config_choices}
 
     benchmark_presets = {
         "tiny": {"order": 2, "seq_len": 32, "batch_size": 8},

@@ -57,7 +57,7 @@ class RecurrentLMTask(NeuralLanguageModelTask):
         segments = self.config.seq_len // self.config.bptt
         return create_train_state(self.model, variables, adam_optimizer(self.config, updates_per_step=segments))
 
-    def logits(self, params, inputs, **kwargs):
+    def logits(self, params, inputs):
         return self.model.apply({"params": params}, inputs, self.model.initial_carries(inputs.shape[0]))[1]
 
     def train_step(self, state, batch, rng):

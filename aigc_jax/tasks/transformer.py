@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from aigc_jax import flops
-from aigc_jax.errors import UserError
 from aigc_jax.models.transformer import Transformer
+from aigc_jax.tasks.base import check_heads
 from aigc_jax.tasks.seq2seq import Seq2SeqTask, seq2seq_config
 
 
@@ -49,9 +49,7 @@ class TransformerTask(Seq2SeqTask):
 
     def __init__(self, config):
         super().__init__(config)
-        if config.width % config.heads:
-            raise UserError(f"config.width={config.width} is not divisible by config.heads={config.heads}; "
-                            "expected width a multiple of heads")
+        check_heads(config)
 
     @property
     def model(self):
