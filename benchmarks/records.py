@@ -12,7 +12,7 @@ FIELDS = (
     "family", "mode", "framework", "status", "reason", "preset", "dtype", "batch_size",
     "steps_per_s", "examples_per_s", "tokens_per_s",
     "step_ms_median", "step_ms_p10", "step_ms_p90", "steps_timed", "steps_per_window",
-    "lower_s", "compile_s", "compile_warm_s", "compile_method", "first_call_s",
+    "lower_s", "compile_s", "compile_warm_s", "compile_method", "first_call_s", "step_compiles",
     "flops_per_step", "xla_flops_per_step", "tflops", "peak_tflops", "peak_source", "mfu",
     "compiled_memory_bytes", "device_peak_memory_bytes",
     "device_kind", "n_devices", "backend", "shape",

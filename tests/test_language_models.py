@@ -21,6 +21,9 @@ from aigc_jax.errors import UserError
 from conftest import train_family
 from train.cli import build_task
 
+# One worker runs this whole file, so its module-scoped trained models are built once.
+pytestmark = pytest.mark.xdist_group("language_models")
+
 SEQ = 32
 TINY = {
     "gpt": {"width": 32, "layers": 2, "heads": 2, "learning_rate": 3e-3, "warmup_steps": 10},

@@ -19,6 +19,9 @@ from aigc_jax.data.tokenizer import BOS, EOS, PAD, SPECIALS
 from conftest import train_family
 from train.cli import build_task
 
+# One worker runs this whole file, so its module-scoped trained models are built once.
+pytestmark = pytest.mark.xdist_group("seq2seq")
+
 # Two layers each, so masks are checked through stacked layers; the transformer run also evaluates
 # and samples with beam search. One device (parallel=jit): the parallel modes are the engine's tests.
 TINY = {

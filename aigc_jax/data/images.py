@@ -4,13 +4,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from aigc_jax.data import digits
+from aigc_jax.data import digits, printed_digits
 from aigc_jax.data.dirs import tfds_data_dir
 from aigc_jax.data.embedded import catalog_sources, prepare, read_all
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
 EMBEDDED = "digits"
+# Other embedded image sets: built here like the digits (no network), same features and sizes.
+EMBEDDED_OTHERS = {"printed_digits": printed_digits.PrintedDigits}
 
 
 def prepare_digits(data_dir: str) -> tfds.core.DatasetBuilder:
@@ -35,9 +37,10 @@ def _to_float(images: np.ndarray, size: int) -> np.ndarray:
 def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) -> Splits:
     """{"image": float32 [N, S, S, 1] in [0, 1], "label": int32 [N]} for train and test."""
     data_dir = tfds_data_dir(data_dir)
-    if dataset == EMBEDDED:
+    if dataset == EMBEDDED or dataset in EMBEDDED_OTHERS:
         key = {28: "image", 32: "image32"}.get(image_size, "image32")
-        sources = prepare_digits(data_dir).as_data_source()
+        builder = EMBEDDED_OTHERS.get(dataset)
+        sources = (prepare(builder, data_dir) if builder else prepare_digits(data_dir)).as_data_source()
     else:
         key = "image"
         sources = catalog_sources(dataset, data_dir, EMBEDDED)

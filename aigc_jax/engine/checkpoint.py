@@ -10,6 +10,7 @@ import os
 import sys
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from aigc_jax.errors import UserError
@@ -107,3 +108,62 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def restore_subtree(directory: str, subtree: dict, family: str) -> tuple[int, dict]:
+    """(step, values) of only `subtree` of the newest checkpoint's state in `directory`.
+
+    `subtree` is a nested dict of `jax.ShapeDtypeStruct`s naming part of the saved state, e.g.
+    {"params": {"encoder": ...}}: orbax's partial restore (`PyTreeRestore(partial_restore=True)`)
+    reads those arrays alone, as numpy, and nothing else of the state. A missing checkpoint, one of
+    another family, or one whose arrays there have other shapes is a UserError.
+    """
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory):
+        raise UserError(f"no checkpoint directory {directory!r}; expected the workdir of a trained {family!r} run")
+    manager = ocp.CheckpointManager(directory, item_handlers={
+        "state": ocp.PyTreeCheckpointHandler(), **{k: ocp.JsonCheckpointHandler() for k in ITEMS[1:]}})
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise UserError(f"no checkpoint in {directory!r}; expected the workdir of a trained {family!r} run")
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        if meta.get("family") != family:
+            raise UserError(f"checkpoint in {directory} is of family {meta.get('family')!r}; expected {family!r}")
+        saved = manager.item_metadata(step)["state"]
+        saved = getattr(saved, "tree", saved)  # orbax's TreeMetadata around the nested dict
+        path = _path(subtree)
+        for key in path:  # the saved node the subtree names: compared whole, so extra layers count too
+            saved = saved.get(key) if isinstance(saved, dict) else None
+        if _shapes_by_path(saved) != _shapes_by_path(_at(subtree, path)):
+            raise UserError(f"checkpoint step {step} in {directory} does not fit this model: its "
+                            f"{'/'.join(path)} arrays differ in names or shapes; expected a {family!r} run "
+                            "of the same model config")
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), subtree)
+        out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=subtree, restore_args=restore_args, partial_restore=True)))
+        return step, out.state
+    finally:
+        manager.close()
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _shapes_by_path(tree) -> dict:
+    """{key path: shape} of a tree of arrays or of orbax's array metadata ({} for None)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {jax.tree_util.keystr(k): tuple(getattr(v, "shape", ())) for k, v in leaves}
+
+
+def _path(tree) -> list[str]:
+    """The keys down to the first non-trivial level, for messages: {"params": {"encoder": ...}} -> params, encoder."""
+    out = []
+    while isinstance(tree, dict) and len(tree) == 1:
+        key = next(iter(tree))
+        out.append(key)
+        tree = tree[key]
+    return out

@@ -53,6 +53,7 @@ class CompiledTask:
     canonical: Callable[[Any], Any]  # train_step's layout -> one global state (eval, checkpoint)
     place_batch: Callable[[dict], dict]  # host batch -> device batch for train_step
     place_eval_batch: Callable[[dict], dict]
+    probe_features: Callable | None = None  # (state, placed_batch) -> [B, D], tasks with linear_probe
 
     @property
     def num_devices(self) -> int:
@@ -93,6 +94,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
     # Replicated outputs: every process can read them (several hosts), and they are small.
     eval_step = jax.jit(eval_fn, out_shardings=replicated)
     sample = jax.jit(task.sample, out_shardings=replicated)
+    probe = jax.jit(task.probe_features, out_shardings=replicated) if task.linear_probe else None
     identity = lambda state: state  # noqa: E731
 
     if mode in ("jit", "sharded"):
@@ -101,7 +103,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
         return CompiledTask(
             mode, devices, mesh, train_step, eval_step, sample,
             place_state=lambda s: jax.device_put(s, state_sharding),
-            canonical=identity, place_batch=place_split, place_eval_batch=place_split)
+            canonical=identity, place_batch=place_split, place_eval_batch=place_split, probe_features=probe)
 
     if mode == "shard_map":
         @guarded
@@ -120,7 +122,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
         return CompiledTask(
             mode, devices, mesh, jax.jit(step, donate_argnums=0), eval_step, sample,
             place_state=lambda s: jax.device_put(s, replicated),
-            canonical=identity, place_batch=place_split, place_eval_batch=place_split)
+            canonical=identity, place_batch=place_split, place_eval_batch=place_split, probe_features=probe)
 
     # pmap: the legacy path. Keys are drawn for the global batch, then reshaped per device.
     n = len(devices)
@@ -154,4 +156,5 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
     return CompiledTask(
         mode, devices, mesh, pmap_step, eval_step, sample,
         place_state=stack, canonical=first,
-        place_batch=lambda b: jax.tree.map(jnp.asarray, b), place_eval_batch=place_split)
+        place_batch=lambda b: jax.tree.map(jnp.asarray, b), place_eval_batch=place_split,
+        probe_features=probe)

@@ -23,6 +23,8 @@ RANGES = {
     "ckpt_every": (0, None),
     "sample_every": (0, None),
     "keep_checkpoints": (1, None),
+    "l1": (0.0, None),
+    "l2": (0.0, None),
 }
 DTYPES = ("float32", "bfloat16")
 CHOICES = {"parallel": PARALLEL_MODES, "dtype": DTYPES, "nan_policy": ("stop", "skip")}
@@ -47,6 +49,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.sample_every = 500  # 0 = only at the end
     c.keep_checkpoints = 3
     c.nan_policy = "stop"  # a NaN/Inf update: stop (keep the last good checkpoint) | skip it
+    # Regularisation of every TrainState's weights (engine/state.py `regularise`): L1 as a loss term
+    # l1 * sum|w|, L2 as decoupled (AdamW-style) decay w -= learning_rate * l2 * w per update.
+    c.l1 = 0.0
+    c.l2 = 0.0
     return c
 
 

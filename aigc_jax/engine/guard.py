@@ -1,7 +1,7 @@
 """The non-finite guard: a NaN or Inf in a step's metrics or new state never reaches the state.
 
 Inside the compiled step, an update whose metrics or new state hold a NaN/Inf is replaced by the
-old state (one `where` per leaf) and flagged in the metrics. The host reads the flags lazily, at
+old state (one `lax.cond` over the whole state) and flagged in the metrics. The host reads the flags lazily, at
 the points where it syncs anyway (logging, eval, checkpoints, the end), so dispatch stays
 asynchronous. Policies: `stop` (default) ends the run naming the step and metric, keeping the last
 good checkpoint; `skip` drops that update and carries on.
@@ -34,7 +34,10 @@ def guarded(step_fn):
         ok = all_finite(metrics) & all_finite(new_state)
         # Under shard_map/pmap every device must take the same branch.
         ok = parallel.data_mean(ok.astype(jnp.float32)) == 1.0
-        new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+        # One conditional for the whole state, not a `where` per leaf: with a select per leaf on a
+        # predicate that reduces over every leaf, XLA:CPU took up to 6x longer to compile the step
+        # (StyleGAN's: 46 s instead of 9 s).
+        new_state = jax.lax.cond(ok, lambda: new_state, lambda: state)
         return new_state, {**metrics, FLAG: (~ok).astype(jnp.int32)}
 
     return step

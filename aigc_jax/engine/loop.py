@@ -20,7 +20,9 @@ from aigc_jax.engine.compile import CompiledTask, compile_task
 from aigc_jax.engine.guard import FLAG, NonFiniteError, PendingChecks
 from aigc_jax.engine.metrics import MetricWriter, progress_bar, to_python
 from aigc_jax.engine.samples import write_samples
+from aigc_jax.engine.state import regularise
 from aigc_jax.errors import UserError
+from aigc_jax.eval.linear_probe import probe_accuracy
 
 
 def check_workdir(workdir: str) -> None:
@@ -81,11 +83,19 @@ def root_keys(seed: int) -> dict:
 
 
 def initial_state(task, data, rng):
-    """The task's freshly initialised state, built from the first training batch."""
+    """The task's freshly initialised state, built from the first training batch, with the engine's
+    regularisation (config.l1, config.l2) attached to its TrainStates (`state.regularise`)."""
     first = {} if data is None else host_batch(
         data.train, sampler.batch_indices(data.num_train, task.config.batch_size, 0, task.config.seed))
     batch = {**first, "key": jax.random.split(rng, task.config.batch_size // jax.process_count())}
-    return jax.jit(task.init)(rng, batch)
+    return strongly_typed(regularise(jax.jit(task.init)(rng, batch), task.config, task.name))
+
+
+def strongly_typed(state):
+    """`state` with weakly typed arrays (a parameter initialised from a Python float, say) made
+    strongly typed. A train step returns strongly typed arrays, so a weakly typed initial state
+    would change the step's input types after one step and make it compile a second time."""
+    return jax.tree.map(lambda x: x.astype(x.dtype) if getattr(x, "weak_type", False) else x, state)
 
 
 def first_test_batch(compiled: CompiledTask, data, size: int) -> dict:
@@ -96,20 +106,42 @@ def first_test_batch(compiled: CompiledTask, data, size: int) -> dict:
     return compiled.place_eval_batch(host_batch(batch, np.arange(size)))
 
 
-def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_size: int) -> dict:
-    """Sum `eval_step` over the whole test split (padded, masked), then average and finalize."""
+def padded_batches(split: dict, batch_size: int):
+    """(start, batch with "mask", number of real rows) over a whole split, the last batch padded."""
+    n = len(next(iter(split.values())))
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        pad = batch_size - len(idx)
+        batch = sampler.take(split, np.concatenate([idx, np.zeros(pad, np.int64)]))
+        batch["mask"] = np.concatenate([np.ones(len(idx)), np.zeros(pad)]).astype(np.float32)
+        yield start, batch, len(idx)
+
+
+def split_features(compiled: CompiledTask, state, split: dict, batch_size: int) -> np.ndarray:
+    """The task's probe features of every example of `split`, on the host: [N, D]."""
+    out = []
+    for _, batch, real in padded_batches(split, batch_size):
+        placed = compiled.place_eval_batch(host_batch(batch, np.arange(batch_size)))
+        out.append(np.asarray(jax.device_get(compiled.probe_features(state, placed)))[:real])
+    return np.concatenate(out)
+
+
+def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_size: int, train: dict | None = None) -> dict:
+    """Sum `eval_step` over the whole test split (padded, masked), then average and finalize; with
+    `train` and a task that sets `linear_probe`, add the probe's test accuracy."""
     n = len(next(iter(test.values())))
     totals = None
-    for start in range(0, n, eval_batch_size):
-        idx = np.arange(start, min(start + eval_batch_size, n))
-        pad = eval_batch_size - len(idx)
-        batch = sampler.take(test, np.concatenate([idx, np.zeros(pad, np.int64)]))
-        batch["mask"] = np.concatenate([np.ones(len(idx)), np.zeros(pad)]).astype(np.float32)
+    for start, batch, _ in padded_batches(test, eval_batch_size):
         sums = compiled.eval_step(state, compiled.place_eval_batch(host_batch(batch, np.arange(eval_batch_size))),
                                   jax.random.fold_in(rng, start))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     means = jax.tree.map(lambda x: np.asarray(x, np.float64) / n, jax.device_get(totals))
-    return to_python(task.finalize_eval(means))
+    metrics = to_python(task.finalize_eval(means))
+    if compiled.probe_features is not None and train is not None:
+        metrics["probe_accuracy"] = probe_accuracy(
+            split_features(compiled, state, train, eval_batch_size), train["label"],
+            split_features(compiled, state, test, eval_batch_size), test["label"])
+    return metrics
 
 
 def eval_batch_size_for(config, compiled: CompiledTask, test_size: int) -> int:
@@ -220,7 +252,8 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
                     canonical = compiled.canonical(placed)
                     if needs_eval:
                         last_eval = {f"eval_{k}": v for k, v in
-                                     evaluate(task, compiled, canonical, test, keys["eval"], eval_bs).items()}
+                                     evaluate(task, compiled, canonical, test, keys["eval"], eval_bs,
+                                                      data.train if data is not None else None).items()}
                         writer.write(step, last_eval)
                     if needs_sample:
                         sample_paths = emit_samples(step, canonical)

@@ -33,3 +33,12 @@ def data_sum(tree):
     if bound_data_axis() is None:
         return tree
     return jax.tree.map(lambda x: lax.psum(x, DATA_AXIS), tree)
+
+
+def data_all_gather(tree):
+    """Every device's rows, concatenated in device order: the global batch (identity when the batch
+    is not split by hand). For losses over the whole batch (contrastive negatives); the gradient
+    flows back to each row's own device (all_gather's transpose is a reduce-scatter)."""
+    if bound_data_axis() is None:
+        return tree
+    return jax.tree.map(lambda x: lax.all_gather(x, DATA_AXIS, tiled=True), tree)

@@ -4,15 +4,21 @@
 gradients over data-parallel devices, so a task's step is written once for every parallel mode.
 Families with several optimizers (GANs) keep one `TrainState` per network inside a
 `flax.struct.dataclass` of their own.
+
+`regularise` adds the engine-wide `config.l1` / `config.l2` to every `TrainState` in a task's
+state right after `task.init`, by wrapping its optimizer, so families need no code for it.
 """
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import optax
 from flax import struct
 from flax.training import train_state
 
 from aigc_jax.engine import parallel
+from aigc_jax.errors import UserError
 
 
 class TrainState(train_state.TrainState):
@@ -49,3 +55,65 @@ class PairState:
     @property
     def step(self):
         return self.d.step
+
+
+def decayed(params):
+    """Which parameters l1/l2 act on: those with >= 2 dims (dense and conv kernels, embedding
+    tables); biases and normalisation scales/offsets (1-D) are left alone."""
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def l1_subgradient(l1: float) -> optax.GradientTransformation:
+    """grads += l1 * sign(w) on the `decayed` weights: the (sub)gradient of the loss term
+    l1 * sum|w|, so it goes through the family's optimizer (clipping, Adam) like the loss does."""
+    def update(grads, state, params):
+        return jax.tree.map(lambda g, p: g + l1 * jnp.sign(p).astype(g.dtype), grads, params), state
+
+    return optax.masked(optax.GradientTransformation(lambda params: optax.EmptyState(), update), decayed)
+
+
+def regularised_tx(tx: optax.GradientTransformation, l1: float, decay: float) -> optax.GradientTransformation:
+    """`tx` with the L1 subgradient added before it and decoupled weight decay after it:
+    updates -= decay * w (AdamW's form; `decay` = learning_rate * l2).
+
+    The added transforms are stateless, so the optimizer state is `tx`'s own, unchanged: checkpoints
+    keep their layout and a run may resume with other l1/l2 values.
+    """
+    before = l1_subgradient(l1) if l1 else None
+    # The updates are already signed steps (-lr * ...), so decay is added with a minus sign.
+    after = optax.add_decayed_weights(-decay, mask=decayed) if decay else None
+
+    def update(grads, state, params=None, **extra):
+        if before is not None:
+            grads, _ = before.update(grads, before.init(params), params)
+        updates, state = tx.update(grads, state, params, **extra)
+        if after is not None:
+            updates, _ = after.update(updates, after.init(params), params)
+        return updates, state
+
+    return optax.GradientTransformation(tx.init, update)
+
+
+def regularise(state, config, family: str):
+    """Every `TrainState` in `state` (a task's whole state) with `config.l1`/`config.l2` applied.
+
+    L2 is decoupled weight decay: w -= config.learning_rate * l2 * w at every optimizer update,
+    after the family's optimizer (as optax.adamw, but with the config's base learning rate, not the
+    family's warm-up/cosine schedule). L1 adds l1 * sign(w) to the gradients before the optimizer
+    (the loss term l1 * sum|w|; the logged loss does not include it). Both act on the `decayed`
+    weights. A state without a TrainState (the n-gram's count tables) cannot take them: UserError.
+    """
+    l1, l2 = float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
+    if not (l1 or l2):
+        return state
+    is_train_state = lambda x: isinstance(x, train_state.TrainState)  # noqa: E731  (ours or Flax's)
+    if not any(is_train_state(x) for x in jax.tree.leaves(state, is_leaf=is_train_state)):
+        key = "l1" if l1 else "l2"
+        raise UserError(f"config.{key}={config[key]!r}: family {family!r} has no trained weights "
+                        f"(no TrainState); expected {key}=0")
+    decay = float(config.learning_rate) * l2
+
+    def wrap(x):
+        return x.replace(tx=regularised_tx(x.tx, l1, decay)) if is_train_state(x) else x
+
+    return jax.tree.map(wrap, state, is_leaf=is_train_state)

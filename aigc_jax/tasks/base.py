@@ -14,6 +14,9 @@ functions of their arguments, so the engine can compile them in any parallel mod
 - `eval_step(state, batch, rng)` -> dict of *sums* over the batch's real examples (`batch["mask"]`
   is 1 for real examples and 0 for padding); arrays are allowed. The engine adds them up over the
   test split, divides by the number of examples and passes the means to `finalize_eval`.
+- `probe_features(state, batch)` -> [B, D] frozen features of `batch["image"]`, for families that
+  set `linear_probe = True` (representation learners): the engine's evaluation then adds
+  `probe_accuracy`, a ridge probe fitted on the train split's features (`eval/linear_probe.py`).
 - `sample(state, rng, batch)` -> {name: images [N, H, W, C] in [0, 1] or text}: what a person
   looks at; written as PNG grids or text files.
 - `render_samples(outputs)` -> host-side post-processing of `sample`'s arrays (e.g. bytes -> text).
@@ -47,6 +50,8 @@ class Task(abc.ABC):
     config_choices: ClassVar[dict] = {}
     # Benchmark shapes: preset name ("tiny", "cpu", "gpu") -> config overrides (see benchmarks/).
     benchmark_presets: ClassVar[dict[str, dict]] = {}
+    # Representation learners: evaluation adds a linear probe on `probe_features` (train -> test).
+    linear_probe: ClassVar[bool] = False
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -80,6 +85,10 @@ class Task(abc.ABC):
     def finalize_eval(self, means: Metrics) -> Metrics:
         """Turn the per-example means of `eval_step`'s sums into scalar metrics."""
         return means
+
+    def probe_features(self, state, batch: Batch) -> jax.Array:
+        """[B, D] features of the batch's images for the linear probe (when `linear_probe`)."""
+        raise NotImplementedError(f"{self.name} sets linear_probe but gives no probe_features")
 
     def sample(self, state, rng: jax.Array, batch: Batch) -> dict[str, Any]:
         return {}

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 
 from aigc_jax.eval.frechet import frechet_from_sums
 
+JUDGE_SIZE = 28  # the judge classifier's input size (eval/judge.py)
 POOL = 4  # pixel statistics are taken on 4x4-average-pooled images (28x28 -> 7x7 = 49 features)
 
 
@@ -42,16 +43,26 @@ def to_unit(images: jax.Array) -> jax.Array:
 def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) -> dict:
     """Sums for `judge_metrics`: judge features of fakes and reals, and the fakes' class probabilities.
 
-    `fake` and `real` are [B, 28, 28, 1] in [0, 1], as the judge was trained on; `judge_params` are
-    constants closed over by the compiled eval step.
+    `fake` and `real` are [B, H, W, 1] in [0, 1]; other sizes than the judge's 28x28 (the 32x32
+    generators) are resized to it, both sets alike. `judge_params` are constants closed over by the
+    compiled eval step.
     """
     from aigc_jax.eval.judge import judge_outputs
 
+    fake, real = to_judge_size(fake), to_judge_size(real)
     fake_logits, fake_features = judge_outputs(judge_params, fake)
     _, real_features = judge_outputs(judge_params, real)
     probs = jax.nn.softmax(fake_logits) * mask[:, None]
     return {**feature_sums("judge_fake", fake_features, mask), **feature_sums("judge_real", real_features, mask),
             "judge_probs": probs.sum(0)}
+
+
+def to_judge_size(images: jax.Array) -> jax.Array:
+    """[B, H, W, 1] -> [B, 28, 28, 1], the size the judge classifier was trained at."""
+    b, h, w, c = images.shape
+    if (h, w) == (JUDGE_SIZE, JUDGE_SIZE):
+        return images
+    return jax.image.resize(images, (b, JUDGE_SIZE, JUDGE_SIZE, c), method="linear", antialias=True)
 
 
 def judge_metrics(means: dict) -> dict:
@@ -67,6 +78,34 @@ def without_judge_sums(means: dict) -> dict:
     return {k: v for k, v in means.items() if not k.startswith("judge_")}
 
 
+def load_judged_images(task, image_size: int):
+    """The task's image splits at `image_size`; with `config.judge_metrics`, first loads the judge
+    classifier's params into `task.judge` (trained once, then restored), so that they exist before
+    anything is compiled: eval_step closes over them as constants. They depend only on the config,
+    so the task stays a pure function of it."""
+    from aigc_jax.data.images import load_image_splits
+    from aigc_jax.eval.judge import judge_params
+
+    if task.config.judge_metrics:
+        task.judge = judge_params(task.config.dataset, task.config.data_dir)
+    return load_image_splits(task.config.dataset, task.config.data_dir, image_size)
+
+
+def generator_eval_sums(task, fake: jax.Array, batch: dict) -> dict:
+    """A generator's eval sums for as many fakes as real test images in `batch`: pixel statistics
+    and (config.judge_metrics) the judge classifier's features and class probabilities."""
+    sums = {**feature_sums("fake", pooled_pixels(fake), batch["mask"]),
+            **feature_sums("real", pooled_pixels(batch["image"]), batch["mask"])}
+    if task.config.judge_metrics:
+        sums.update(judge_sums(require_judge(task), fake, batch["image"], batch["mask"]))
+    return sums
+
+
+def generator_metrics(task, means: dict) -> dict:
+    """`pixel_fd`, and `fd` / `diversity` with config.judge_metrics, from `generator_eval_sums`' means."""
+    return {"pixel_fd": pixel_fd(means), **(judge_metrics(means) if task.config.judge_metrics else {})}
+
+
 def require_judge(task):
     """The judge params that `load_data()` loaded (they must exist before eval_step is traced)."""
     params = getattr(task, "judge", None)
@@ -74,3 +113,24 @@ def require_judge(task):
         raise RuntimeError(f"{task.name}: call load_data() before eval_step (it loads the judge classifier), "
                            "or set config.judge_metrics=false")
     return params
+
+
+def interpolation_latents(rng: jax.Array, latent: int, rows: int = 8, steps: int = 8) -> jax.Array:
+    """[rows * steps, latent]: each row walks from one N(0, I) draw to another along the great
+    circle (slerp), which keeps the norm typical of the prior, unlike a straight line through 0."""
+    a_key, b_key = jax.random.split(rng)
+    a, b = jax.random.normal(a_key, (rows, 1, latent)), jax.random.normal(b_key, (rows, 1, latent))
+    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+    cos = (a * b).sum(-1, keepdims=True) / (jnp.linalg.norm(a, axis=-1, keepdims=True) * jnp.linalg.norm(b, axis=-1, keepdims=True))
+    omega = jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+    so = jnp.sin(omega)
+    z = (jnp.sin((1.0 - t) * omega) * a + jnp.sin(t * omega) * b) / so
+    return z.reshape(rows * steps, latent)
+
+
+def reconstruction_pairs(images: jax.Array, reconstructions: jax.Array, columns: int = 8) -> jax.Array:
+    """[N, H, W, C] images and their reconstructions -> [2N, H, W, C] whose grid rows (of `columns`)
+    alternate: `columns` images, then their reconstructions."""
+    n = images.shape[0]
+    rows = lambda x: x.reshape(n // columns, columns, *x.shape[1:])  # noqa: E731
+    return jnp.stack([rows(images), rows(reconstructions)], axis=1).reshape(2 * n, *images.shape[1:])

@@ -11,10 +11,8 @@ import jax.numpy as jnp
 import optax
 
 from aigc_jax import flops
-from aigc_jax.data.images import load_image_splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import PairState, create_train_state
-from aigc_jax.eval.judge import judge_params
 from aigc_jax.models.gan import MLPDiscriminator, MLPGenerator
 from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task, per_example_normal
@@ -69,11 +67,7 @@ class MLPGAN(Task):
     judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
 
     def load_data(self):
-        if self.config.judge_metrics:
-            # Loaded (trained once, then restored) before anything is compiled; eval_step closes over
-            # them as constants. They depend only on the config, so the task stays a pure function of it.
-            self.judge = judge_params(self.config.dataset, self.config.data_dir)
-        return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
+        return im.load_judged_images(self, IMAGE_SIZE)
 
     def init(self, rng, batch):
         g_rng, d_rng = jax.random.split(rng)
@@ -115,14 +109,10 @@ class MLPGAN(Task):
         """Pixel statistics of as many fakes as real test images, for a pixel-space Fréchet distance,
         and (config.judge_metrics) the judge classifier's features and class probabilities."""
         fake = self.generate(state, batch["key"])
-        sums = {**im.feature_sums("fake", im.pooled_pixels(fake), batch["mask"]),
-                **im.feature_sums("real", im.pooled_pixels(batch["image"]), batch["mask"])}
-        if self.config.judge_metrics:
-            sums.update(im.judge_sums(im.require_judge(self), fake, batch["image"], batch["mask"]))
-        return sums
+        return im.generator_eval_sums(self, fake, batch)
 
     def finalize_eval(self, means):
-        return {"pixel_fd": im.pixel_fd(means), **(im.judge_metrics(means) if self.config.judge_metrics else {})}
+        return im.generator_metrics(self, means)
 
     def sample(self, state, rng, batch):
         return {"samples": self.generate(state, jax.random.split(rng, 64))}

@@ -10,10 +10,8 @@ import jax.numpy as jnp
 import optax
 
 from aigc_jax import flops
-from aigc_jax.data.images import load_image_splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
-from aigc_jax.eval.judge import judge_params
 from aigc_jax.models.vae import VAE
 from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task, per_example_normal
@@ -24,8 +22,12 @@ IMAGE_SIZE = 28
 def negative_elbo_terms(logits, x, mu, logvar):
     """Per-example (reconstruction BCE summed over pixels, KL to the standard normal)."""
     rec = optax.sigmoid_binary_cross_entropy(logits, x).reshape(x.shape[0], -1).sum(-1)
-    kl = 0.5 * (jnp.exp(logvar) + mu**2 - 1.0 - logvar).sum(-1)
-    return rec, kl
+    return rec, kl_to_standard_normal(mu, logvar)
+
+
+def kl_to_standard_normal(mu, logvar):
+    """Per-example KL(N(mu, exp(logvar)) || N(0, I)) in nats: [B]."""
+    return 0.5 * (jnp.exp(logvar) + mu**2 - 1.0 - logvar).sum(-1)
 
 
 class VAETask(Task):
@@ -63,11 +65,7 @@ class VAETask(Task):
     judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
 
     def load_data(self):
-        if self.config.judge_metrics:
-            # Loaded (trained once, then restored) before anything is compiled; eval_step closes over
-            # them as constants. They depend only on the config, so the task stays a pure function of it.
-            self.judge = judge_params(self.config.dataset, self.config.data_dir)
-        return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
+        return im.load_judged_images(self, IMAGE_SIZE)
 
     def init(self, rng, batch):
         eps = jnp.zeros((1, self.config.latent))
@@ -104,17 +102,18 @@ class VAETask(Task):
 
     def decode_mean(self, params, z):
         """Decoder Bernoulli means in [0, 1]: images [B, 28, 28, 1]."""
-        return jax.nn.sigmoid(self.model.apply({"params": params}, z, method=VAE.decode))
+        return jax.nn.sigmoid(self.model.apply({"params": params}, z, method="decode"))
 
     def sample(self, state, rng, batch):
-        z = per_example_normal(jax.random.split(rng, 64), (self.config.latent,))
-        prior = jax.nn.sigmoid(self.model.apply({"params": state.params}, z, method=VAE.decode))
+        prior_key, walk_key = jax.random.split(rng)
+        z = per_example_normal(jax.random.split(prior_key, 64), (self.config.latent,))
         x = jnp.take(batch["image"], jnp.arange(32) % batch["image"].shape[0], axis=0)
         mu, _ = self.model.apply({"params": state.params}, x, method=lambda m, x: m.encoder(x))
-        recon = jax.nn.sigmoid(self.model.apply({"params": state.params}, mu, method=VAE.decode))
-        # Rows alternate: 8 test images, then their reconstructions.
-        pairs = jnp.stack([x.reshape(4, 8, *x.shape[1:]), recon.reshape(4, 8, *x.shape[1:])], axis=1)
-        return {"samples": prior, "reconstructions": pairs.reshape(64, *x.shape[1:])}
+        # Reconstruction rows alternate with their test images; interpolation rows walk between
+        # two prior draws (slerp), left to right.
+        return {"samples": self.decode_mean(state.params, z),
+                "reconstructions": im.reconstruction_pairs(x, self.decode_mean(state.params, mu)),
+                "interpolation": self.decode_mean(state.params, im.interpolation_latents(walk_key, self.config.latent))}
 
     def flops_per_step(self):
         c, b, pixels = self.config, self.config.batch_size, IMAGE_SIZE * IMAGE_SIZE
