@@ -42,29 +42,21 @@ class Encoder(nn.Module):
 class MaskedByteModel(nn.Module):
     """ids [B, T] -> logits over the 256 bytes at every position [B, T, 256] (float32)."""
 
-    context: int = 128
-    width: int = 128
-    layers: int = 4
-    heads: int = 4
-    dtype: jnp.dtype = jnp.float32
+    encoder: Encoder  # its params live under "encoder", the subtree mlm_finetune restores
 
     @nn.compact
     def __call__(self, ids):
-        x = Encoder(self.context, self.width, self.layers, self.heads, self.dtype, name="encoder")(ids)
-        return nn.Dense(BYTES, dtype=self.dtype, name="mlm_head")(x).astype(jnp.float32)
+        x = self.encoder(ids)
+        return nn.Dense(BYTES, dtype=self.encoder.dtype, name="mlm_head")(x).astype(jnp.float32)
 
 
 class SequenceClassifier(nn.Module):
     """bytes [B, T] -> class logits [B, classes] (float32), from the mean of the encoder's features."""
 
+    encoder: Encoder
     classes: int
-    context: int = 128
-    width: int = 128
-    layers: int = 4
-    heads: int = 4
-    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, ids):
-        x = Encoder(self.context, self.width, self.layers, self.heads, self.dtype, name="encoder")(ids)
-        return nn.Dense(self.classes, dtype=self.dtype, name="head")(x.mean(axis=1)).astype(jnp.float32)
+        x = self.encoder(ids)
+        return nn.Dense(self.classes, dtype=self.encoder.dtype, name="head")(x.mean(axis=1)).astype(jnp.float32)

@@ -24,7 +24,7 @@ from aigc_jax.data.text import EMBEDDED, decode_bytes, load_text_splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
 from aigc_jax.errors import UserError
-from aigc_jax.models.bert import BYTES, MASK_ID, MaskedByteModel
+from aigc_jax.models.bert import BYTES, MASK_ID, Encoder, MaskedByteModel
 from aigc_jax.tasks.base import Task, check_heads
 from aigc_jax.tasks.optim import SCHEDULE_CHOICES, SCHEDULE_RANGES, add_schedule_keys, adam_optimizer
 
@@ -125,8 +125,8 @@ class MLMTask(Task):
     @property
     def model(self) -> MaskedByteModel:
         c = self.config
-        return MaskedByteModel(context=c.seq_len, width=c.width, layers=c.layers, heads=c.heads,
-                               dtype=self.compute_dtype)
+        return MaskedByteModel(Encoder(context=c.seq_len, width=c.width, layers=c.layers, heads=c.heads,
+                                       dtype=self.compute_dtype))
 
     def load_data(self):
         return byte_windows(self.config.dataset, self.config.data_dir, self.config.seq_len)

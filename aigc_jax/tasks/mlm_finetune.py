@@ -25,7 +25,7 @@ from aigc_jax.data.scrambled_words import CLASSES, scrambled_words_splits
 from aigc_jax.data.text import decode_bytes
 from aigc_jax.engine.checkpoint import restore_subtree
 from aigc_jax.engine.state import create_train_state
-from aigc_jax.models.bert import SequenceClassifier
+from aigc_jax.models.bert import Encoder, SequenceClassifier
 from aigc_jax.tasks.base import Task, check_heads
 from aigc_jax.tasks.mlm import ENCODER_RANGES, MLMTask, byte_windows, encoder_config, encoder_flops
 from aigc_jax.tasks.optim import SCHEDULE_CHOICES, SCHEDULE_RANGES, adam_optimizer
@@ -73,8 +73,8 @@ class MLMFinetuneTask(Task):
     @property
     def model(self) -> SequenceClassifier:
         c = self.config
-        return SequenceClassifier(classes=len(CLASSES), context=c.seq_len, width=c.width, layers=c.layers,
-                                  heads=c.heads, dtype=self.compute_dtype)
+        encoder = Encoder(context=c.seq_len, width=c.width, layers=c.layers, heads=c.heads, dtype=self.compute_dtype)
+        return SequenceClassifier(encoder, classes=len(CLASSES))
 
     def encoder_shapes(self) -> dict:
         """The encoder's parameters as ShapeDtypeStructs: the subtree the checkpoint must hold."""
