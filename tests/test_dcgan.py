@@ -4,28 +4,17 @@ command draws from its checkpoint with the running averages."""
 import jax
 import numpy as np
 
-from aigc_jax.data import sampler
-from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.engine.loop import initial_state, root_keys
 from aigc_jax.engine.sampling import sample_from_workdir
-from conftest import train_family
+from conftest import run_mode, train_family
 from train.cli import build_task
 
 SMALL = {"latent": "16", "g_channels": "32,16,8", "d_channels": "8,16,32"}
 
 
 def run_steps(mode: str, data, steps: int = 4, batch: int = 16):
-    task = build_task("dcgan", {**SMALL, "batch_size": str(batch), "parallel": mode, "judge_metrics": "false"})
-    compiled = compile_task(task, mode, batch)
-    keys = root_keys(0)
-    state = compiled.place_state(initial_state(task, data, keys["init"]))
-    losses = []
-    for step in range(steps):
-        host = sampler.take(data.train, sampler.batch_indices(data.num_train, batch, step, 0))
-        state, metrics = compiled.train_step(state, compiled.place_batch(host), jax.random.fold_in(keys["train"], step))
-        losses.append(float(metrics["d_loss"]))
-    state = jax.device_get(compiled.canonical(state))
+    losses, state = run_mode("dcgan", {**SMALL, "judge_metrics": "false"}, mode, data, steps, batch, "d_loss")
     return losses, {"g": state.g.batch_stats, "d": state.d.batch_stats}
 
 

@@ -4,11 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax.data import sampler
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.config import PARALLEL_MODES
-from aigc_jax.engine.loop import initial_state, root_keys
 from aigc_jax.errors import UserError
+from conftest import run_mode
 from train.cli import build_task
 
 STEPS, BATCH = 20, 16
@@ -18,16 +17,8 @@ SMALL = {"mlp": {"hidden": "64,32"}, "cnn": {"channels": "8,16", "hidden": "32"}
 
 
 def losses(family: str, mode: str, data) -> np.ndarray:
-    task = build_task(family, {"batch_size": str(BATCH), "parallel": mode, **SMALL[family]})
-    compiled = compile_task(task, mode, BATCH)
-    keys = root_keys(0)
-    state = compiled.place_state(initial_state(task, data, keys["init"]))
-    out = []
-    for step in range(STEPS):
-        batch = sampler.take(data.train, sampler.batch_indices(data.num_train, BATCH, step, 0))
-        state, metrics = compiled.train_step(state, compiled.place_batch(batch), jax.random.fold_in(keys["train"], step))
-        out.append(float(metrics[task.main_metric]))
-    return np.array(out)
+    main_metric = build_task(family, {}).main_metric
+    return np.array(run_mode(family, SMALL[family], mode, data, STEPS, BATCH, main_metric)[0])
 
 
 @pytest.mark.parametrize("family", ["mlp", "cnn", "mlp_gan", "vae"])

@@ -13,6 +13,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from aigc_jax.models.vae import reparameterize
+
 
 class ConvEncoder(nn.Module):
     """image [B, H, W, C] -> [Conv 3x3 s2 -> act] per channel count -> flatten -> Dense(features)."""
@@ -102,8 +104,7 @@ class ConvVAE(nn.Module):
 
     def __call__(self, x, eps):
         mu, logvar = self.encoder(x)
-        z = mu + jnp.exp(0.5 * logvar) * eps
-        return self.decoder(z), mu, logvar
+        return self.decoder(reparameterize(mu, logvar, eps)), mu, logvar
 
     def decode(self, z):
         return self.decoder(z)

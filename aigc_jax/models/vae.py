@@ -8,6 +8,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
+def reparameterize(mu, logvar, eps):
+    """z = mu + sigma * eps: a posterior sample that gradients flow through."""
+    return mu + jnp.exp(0.5 * logvar) * eps
+
+
 class Encoder(nn.Module):
     hidden: int = 400
     latent: int = 20
@@ -47,8 +52,7 @@ class VAE(nn.Module):
 
     def __call__(self, x, eps):
         mu, logvar = self.encoder(x)
-        z = mu + jnp.exp(0.5 * logvar) * eps
-        return self.decoder(z), mu, logvar
+        return self.decoder(reparameterize(mu, logvar, eps)), mu, logvar
 
     def decode(self, z):
         return self.decoder(z)

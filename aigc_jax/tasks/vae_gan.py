@@ -27,6 +27,7 @@ from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import TrainState, create_train_state
 from aigc_jax.errors import UserError
 from aigc_jax.models.autoencoder import ConvDecoder, ConvEncoder, check_stages
+from aigc_jax.models.vae import reparameterize
 from aigc_jax.models.vae_gan import FeatureDiscriminator
 from aigc_jax.tasks import images as im
 from aigc_jax.tasks.autoencoder import conv_decoder_flops, conv_encoder_flops
@@ -147,7 +148,7 @@ class VAEGANTask(Task):
     def _fakes(self, enc_params, dec_params, batch, eps, z_prior):
         """(mu, logvar, reconstructions, prior samples); the last two in [-1, 1]."""
         mu, logvar = self.posterior(enc_params, batch["image"])
-        rec = self.generate(dec_params, mu + jnp.exp(0.5 * logvar) * eps)
+        rec = self.generate(dec_params, reparameterize(mu, logvar, eps))
         return mu, logvar, rec, self.generate(dec_params, z_prior)
 
     def feature_nll(self, real_features, rec_features):
