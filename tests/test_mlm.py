@@ -77,7 +77,7 @@ def test_finetune_restores_exactly_the_encoder_and_a_fresh_head(pretrained):
     mlm = build_task("mlm", {k: str(v) for k, v in TINY.items()})
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
-        _, saved, _ = ckpt.restore_latest(_state(mlm), "mlm")
+        _, saved, _ = ckpt.restore_latest(_state(mlm), mlm.config.to_dict())
     finally:
         ckpt.close()
     overrides = {**{k: str(v) for k, v in TINY.items()}, "label_budget": "8"}

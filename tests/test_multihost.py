@@ -1,9 +1,11 @@
 """2 processes x 2 CPU devices (jax.distributed over loopback) match 1 process x 4 devices."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -53,3 +55,32 @@ def test_two_processes_match_one(tmp_path):
                              env=env_with_devices(4), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from step 6" in resumed.stdout
+
+
+def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_path):
+    """SIGTERM reaches only process 1: both agree, stop after one step, save it together, exit 0."""
+    port = free_port()
+    workdir = tmp_path / "run"
+    args = [a for a in ARGS if not a.startswith(("--config.steps", "--config.ckpt_every"))]
+    procs = [subprocess.Popen([sys.executable, "-m", "train", "mlp", "--workdir", str(workdir), *args,
+                               "--config.steps=100000", "--config.ckpt_every=0", "--config.eval_every=0",
+                               "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(i)],
+                              env=env_with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.exists() and len(read_metrics(workdir)) >= 3):
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    stops = []
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        stops.append(int(out.split("stopped by SIGTERM after step ")[1].split(";")[0]))
+    assert stops[0] == stops[1]
+    assert sorted(os.listdir(workdir / "checkpoints")) == [str(stops[0])]
+    assert read_metrics(workdir)[-1]["step"] == stops[0]

@@ -68,26 +68,6 @@ def corrupt(step_dir):
                 f.truncate(max(os.path.getsize(f.name) // 3, 1))
 
 
-def test_corrupted_latest_checkpoint_falls_back_to_the_newest_good_one(tmp_path, capfd):
-    _, straight = train_family("mlp", tmp_path / "straight", steps=12, ckpt_every=4, **TINY)
-    train_family("mlp", tmp_path / "run", steps=8, ckpt_every=4, **TINY)
-    corrupt(tmp_path / "run" / "checkpoints" / "8")
-    capfd.readouterr()
-    summary, resumed = train_family("mlp", tmp_path / "run", fresh=False, steps=12, ckpt_every=4, **TINY)
-    warning = [line for line in capfd.readouterr().err.splitlines() if "checkpoint step 8" in line]
-    assert len(warning) == 1 and "unreadable" in warning[0]
-    assert resumed == straight  # resumed from step 4 and reached the same numbers
-    assert summary["checkpoint_steps"] == [4, 8, 12]
-
-
-def test_checkpoint_of_another_model_size_is_refused_untouched(tmp_path):
-    train_family("mlp", tmp_path, steps=2, ckpt_every=2, **TINY)
-    before = sorted(os.listdir(tmp_path / "checkpoints" / "2" / "state"))
-    with pytest.raises(UserError, match="does not fit this model"):
-        train_family("mlp", tmp_path, fresh=False, steps=4, **{**TINY, "hidden": "64,16"})
-    assert sorted(os.listdir(tmp_path / "checkpoints" / "2" / "state")) == before
-
-
 def test_full_disk_is_found_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
     with pytest.raises(UserError, match="MiB free; expected at least"):

@@ -80,18 +80,22 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*donated buffers.*")
 
 
-def start_runtime(args, parallel: str) -> None:
+def start_runtime(args) -> None:
     """Join the process group (several hosts) and turn on the persistent compilation cache."""
     from aigc_jax.engine import distributed
-    from aigc_jax.errors import UserError
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
+    distributed.enable_compilation_cache(args.compile_cache)
+
+
+def check_parallel_for_processes(parallel: str) -> None:
     import jax
+
+    from aigc_jax.errors import UserError
 
     if jax.process_count() > 1 and parallel not in ("sharded", "shard_map"):
         raise UserError(f"config.parallel={parallel!r} with {jax.process_count()} processes: "
                         "expected sharded or shard_map (their mesh spans every host)")
-    distributed.enable_compilation_cache(args.compile_cache)
 
 
 def list_families() -> str:
@@ -117,8 +121,14 @@ def build_task(family: str, overrides: dict[str, str], trained: dict | None = No
     return cls(config)
 
 
+def _scalars(metrics: dict) -> str:
+    return "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
 def report(summary: dict, seconds: float) -> str:
-    metrics = "  ".join(f"{k}={v:.4g}" for k, v in summary["metrics"].items())
+    if summary["stopped_by"] and not summary.get("started", True):
+        return (f"stopped by {summary['stopped_by']} before training started (step {summary['step']}); nothing "
+                "was written; run the same command again to start")
     lines = []
     if summary.get("skipped_updates"):
         lines.append(f"skipped {len(summary['skipped_updates'])} non-finite updates (nan_policy=skip)")
@@ -128,7 +138,13 @@ def report(summary: dict, seconds: float) -> str:
     lines += [
         f"{summary['family']}: step {summary['step']} in {seconds:.1f} s "
         f"({summary['steps_per_s']:.1f} steps/s after compile)",
-        f"final metrics: {metrics}",
+    ]
+    # Each group of metrics says the step it is from: after a stop, the last eval is older.
+    if summary.get("train_metrics"):
+        lines.append(f"train metrics (step {summary['train_step']}): {_scalars(summary['train_metrics'])}")
+    if summary.get("eval_metrics"):
+        lines.append(f"eval metrics (step {summary['eval_step']}):  {_scalars(summary['eval_metrics'])}")
+    lines += [
         f"checkpoints:   {summary['checkpoints']} (steps {', '.join(map(str, summary['checkpoint_steps']))})",
         f"metrics:       {summary['metrics_file']}",
         f"tensorboard:   tensorboard --logdir {summary['tensorboard']}",
@@ -151,12 +167,17 @@ def main(argv: list[str]) -> int:
             return sample(args, overrides)
         if not args.family:
             raise UserError(f"no family given; expected one of: {', '.join(_family_names())}")
-        task = build_task(args.family, overrides)
+        build_task(args.family, overrides)  # every override checked before anything starts
         quiet_libraries()
-        start_runtime(args, task.config.parallel)
-        from aigc_jax.engine.loop import train_and_evaluate
+        start_runtime(args)
+        from aigc_jax.engine.loop import saved_config, train_and_evaluate
 
         workdir = args.workdir or os.path.join("runs", args.family)
+        # Resuming: the saved config, then the overrides given now (train_and_evaluate refuses any
+        # that would change what the run trains on).
+        trained = None if args.fresh else saved_config(workdir, args.family)
+        task = build_task(args.family, overrides, trained=trained)
+        check_parallel_for_processes(task.config.parallel)
         started = time.perf_counter()
         summary = train_and_evaluate(task, workdir, fresh=args.fresh, show_progress=not args.quiet)
         print(report(summary, time.perf_counter() - started))
@@ -167,6 +188,9 @@ def main(argv: list[str]) -> int:
     except NonFiniteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the engine's handler was installed: nothing started
+        print("error: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
 
 
 def sample(args, overrides: dict[str, str]) -> int:

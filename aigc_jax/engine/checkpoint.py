@@ -2,10 +2,13 @@
 
 Saves are asynchronous (orbax copies the arrays to host, then writes in a background thread) and
 atomic (a step folder appears only when complete), the newest `keep` are kept. On restore the
-newest step that reads back whole wins; a damaged newer one is reported in one line and skipped.
+newest step that reads back whole wins. Nothing here deletes a checkpoint: a step proven damaged
+(files missing, truncated or corrupt, as orbax and tensorstore report them) is moved aside to
+`checkpoints/damaged/STEP` with one warning line; any other failure to read (I/O, permissions, an
+orbax format it does not know) stops with one line and leaves every checkpoint where it was.
 """
 
-import math
+import json
 import os
 import sys
 
@@ -13,15 +16,69 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from aigc_jax.engine.config import changed_keys
 from aigc_jax.errors import UserError
 
 ITEMS = ("state", "data", "config", "meta")
+DAMAGED = "damaged"  # sub-folder of the checkpoint directory where damaged steps are moved
+# What tensorstore (orbax's array store) says when a file is missing, short or corrupt.
+DAMAGE_WORDS = ("NOT_FOUND", "DATA_LOSS", "OUT_OF_RANGE", "corruption detected", "Error decoding",
+                "was not found in the checkpoint")
 
 
-def _shapes(tree) -> list[tuple]:
-    """Sorted leaf shapes: comparable between a live state and orbax's saved metadata tree."""
-    leaves = jax.tree.leaves(tree, is_leaf=lambda x: hasattr(x, "shape"))
-    return sorted(tuple(x.shape) for x in leaves if hasattr(x, "shape"))
+def is_damage(error: BaseException) -> bool:
+    """True when `error` (or its cause) proves the checkpoint's own files missing, short or corrupt;
+    False for anything that may pass or is not the files' fault (I/O, permissions, versions)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, PermissionError):
+            return False
+        if isinstance(seen, (json.JSONDecodeError, FileNotFoundError)):
+            return True
+        if isinstance(seen, (ValueError, KeyError)) and any(w in str(seen) for w in DAMAGE_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _cause(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
+
+
+def _shapes_by_path(tree) -> dict:
+    """{"a/b/0/c": shape} of a tree of arrays or of orbax's array metadata, whatever the node types
+    (a live TrainState's attributes and the saved tree's dict keys give the same paths)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {"/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path):
+            tuple(getattr(v, "shape", ())) for path, v in leaves}
+
+
+def first_difference(saved: dict, wanted: dict) -> str | None:
+    """The first path whose presence or shape differs, described (parameters before optimizer
+    state: they say more); None if equal."""
+    for path in sorted(set(saved) | set(wanted), key=lambda p: ("params" not in p.split("/"), p)):
+        if path not in saved:
+            return f"{path} {wanted[path]} is not in the checkpoint"
+        if path not in wanted:
+            return f"the checkpoint's {path} {saved[path]} is not in this model"
+        if saved[path] != wanted[path]:
+            return f"{path} is {saved[path]} in the checkpoint and {wanted[path]} in this model"
+    return None
+
+
+def check_same_run(where: str, saved_family, saved_config: dict, config: dict, resumable=()) -> None:
+    """UserError unless `config` continues the run saved at `where`: same family, and no key changed
+    but those a resumed run may change (engine.config.RESUMABLE and `resumable`)."""
+    if saved_family != config.get("family"):
+        raise UserError(f"{where} is of family {saved_family!r}; expected {config.get('family')!r} "
+                        "(use another --workdir or --fresh)")
+    changed = changed_keys(saved_config, config, resumable)
+    if changed:
+        raise UserError(f"{where} was trained with other settings ({'; '.join(changed)}); a resumed run "
+                        "may change only how long and how often (steps, *_every, keep_checkpoints, "
+                        "nan_policy, parallel); expected the saved values (drop those overrides, or use "
+                        "--fresh or another --workdir)")
 
 
 class Checkpointer:
@@ -48,10 +105,10 @@ class Checkpointer:
             meta=ocp.args.JsonSave(meta),
         ), force=True)
 
-    def read_meta(self, step: int) -> dict:
-        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore(),
-                                                                 data=ocp.args.JsonRestore()))
-        return {"meta": out.meta, "data": out.data}
+    def read_json(self, step: int) -> dict:
+        """{"meta", "data", "config"} of `step` (the small items, no arrays)."""
+        out = self.manager.restore(step, args=ocp.args.Composite(**{k: ocp.args.JsonRestore() for k in ITEMS[1:]}))
+        return {k: out[k] for k in ITEMS[1:]}
 
     def restore(self, step: int, target_state) -> tuple:
         """(state, data position) of `step`, laid out like `target_state` (shapes, dtypes, shardings)."""
@@ -60,47 +117,71 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
         return out.state, out.data
 
-    def restore_latest(self, target_state, family: str):
-        """(step, state, data) of the newest readable checkpoint, or None when there is none.
+    def restore_latest(self, target_state, config: dict, resumable=(), move_damaged: bool = True):
+        """(step, state, data position) of the newest good checkpoint, or None when there is none.
 
-        An unreadable newer checkpoint (truncated, corrupted) is reported in one line and deleted,
-        so training resumes from the newest good one and can save that step number again.
+        Raises UserError, touching nothing, when the newest readable step is of another family, was
+        trained with other settings than `config` (keys outside RESUMABLE and `resumable`), holds
+        other arrays than `target_state` (compared by path and shape), or cannot be read for a
+        reason other than damage. A damaged step is moved aside (`move_damaged`) or skipped, and
+        the next older one is tried: a good newer step is never passed over.
         """
         for step in reversed(self.all_steps()):
             try:
-                meta = self.read_meta(step)["meta"]
-            except Exception as e:
-                self._drop_unreadable(step, e)
-                continue
-            if meta.get("family") != family:
-                raise UserError(f"checkpoint in {self.directory} is of family {meta.get('family')!r}; "
-                                f"expected {family!r} (use another --workdir or --fresh)")
-            self._check_shapes(step, target_state)
-            try:
+                saved = self.read_json(step)
+                self._check_fits(step, saved, target_state, config, resumable)
                 state, data = self.restore(step, target_state)
+            except UserError:
+                raise
             except Exception as e:
-                self._drop_unreadable(step, e)
+                if not os.path.isdir(os.path.join(self.directory, str(step))):
+                    continue  # removed while we looked (another run's cleanup): nothing to read
+                if not is_damage(e):
+                    raise UserError(f"cannot read checkpoint step {step} in {self.directory} ({_cause(e)}); "
+                                    "every checkpoint was left as it is; expected a readable checkpoint "
+                                    "(fix the cause and run again)") from None
+                self._set_aside(step, e, move_damaged)
                 continue
             return step, state, data
         return None
 
-    def _check_shapes(self, step: int, target_state) -> None:
-        """A checkpoint of another model size is the user's mistake, not damage: say so, touch nothing."""
-        try:
-            saved = self.manager.item_metadata(step)["state"]
-        except Exception:
-            return  # unreadable metadata: the restore below reports it as damage
-        want, have = _shapes(target_state), _shapes(saved)
-        if want != have:
-            sizes = [sum(math.prod(shape) for shape in shapes) for shapes in (have, want)]
-            raise UserError(f"checkpoint step {step} in {self.directory} does not fit this model (saved "
-                            f"{len(have)} arrays, {sizes[0]:,} values; model {len(want)} arrays, {sizes[1]:,} "
-                            "values); expected the same model config (use another --workdir or --fresh)")
+    def _check_fits(self, step: int, saved: dict, target_state, config: dict, resumable) -> None:
+        """A checkpoint of another family, other settings or another model is the user's mistake,
+        not damage: say exactly what differs, touch nothing."""
+        where = f"checkpoint step {step} in {self.directory}"
+        check_same_run(where, saved["meta"].get("family"), saved["config"], config, resumable)
+        tree = self.manager.item_metadata(step)["state"]
+        if tree is None:
+            return  # no array metadata: the restore below reads the arrays or reports the damage
+        problem = first_difference(_shapes_by_path(getattr(tree, "tree", tree)), _shapes_by_path(target_state))
+        if problem:
+            changed = changed_keys(saved["config"], config)
+            why = (f"config keys that differ: {'; '.join(changed)}" if changed else
+                   "the saved config matches this one, so the model's code changed")
+            raise UserError(f"{where} does not fit this model: {problem} ({why}); expected the same model "
+                            "(use another --workdir or --fresh)")
 
-    def _drop_unreadable(self, step: int, error: Exception) -> None:
-        print(f"warning: checkpoint step {step} in {self.directory} is unreadable ({type(error).__name__}); "
-              "deleting it and trying an older one", file=sys.stderr)
-        self.manager.delete(step)
+    def _set_aside(self, step: int, error: Exception, move: bool) -> None:
+        source = os.path.join(self.directory, str(step))
+        if not move:
+            print(f"warning: checkpoint step {step} in {self.directory} is damaged ({_cause(error)}); "
+                  "skipping it", file=sys.stderr)
+            return
+        target = os.path.join(self.directory, DAMAGED, str(step))
+        suffix = 1
+        while os.path.exists(target):  # the same step damaged again after a later save
+            target = os.path.join(self.directory, DAMAGED, f"{step}.{suffix}")
+            suffix += 1
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(source, target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"aigc_jax_set_aside_{step}")
+        self.manager.reload()
+        print(f"warning: checkpoint step {step} in {self.directory} is damaged ({_cause(error)}); moved it "
+              f"to {target} and trying the next older one", file=sys.stderr)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -108,6 +189,27 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def latest_config(directory: str) -> tuple[int, dict, str] | None:
+    """(step, config, family) saved with the newest step whose small items read back, or None when
+    there is no checkpoint. Reads only: a damaged step is left for `restore_latest` to deal with."""
+    if not os.path.isdir(directory):
+        return None
+    ckpt = Checkpointer(directory)
+    try:
+        for step in reversed(ckpt.all_steps()):
+            try:
+                saved = ckpt.read_json(step)
+            except Exception as e:
+                if is_damage(e):
+                    continue
+                raise UserError(f"cannot read checkpoint step {step} in {ckpt.directory} ({_cause(e)}); "
+                                "expected a readable checkpoint (fix the cause and run again)") from None
+            return step, saved["config"], saved["meta"].get("family")
+        return None
+    finally:
+        ckpt.close()
 
 
 def restore_subtree(directory: str, subtree: dict, family: str) -> tuple[int, dict]:
@@ -151,12 +253,6 @@ def _at(tree, path):
     for key in path:
         tree = tree[key]
     return tree
-
-
-def _shapes_by_path(tree) -> dict:
-    """{key path: shape} of a tree of arrays or of orbax's array metadata ({} for None)."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
-    return {jax.tree_util.keystr(k): tuple(getattr(v, "shape", ())) for k, v in leaves}
 
 
 def _path(tree) -> list[str]:

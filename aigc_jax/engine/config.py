@@ -5,6 +5,8 @@ starts from `base_config()` and adds its own keys. Every value that reaches the 
 `validate`, so bad input fails here with one line instead of deep inside JAX.
 """
 
+import math
+
 import ml_collections
 
 from aigc_jax.errors import UserError
@@ -29,6 +31,13 @@ RANGES = {
 DTYPES = ("float32", "bfloat16")
 CHOICES = {"parallel": PARALLEL_MODES, "dtype": DTYPES, "nan_policy": ("stop", "skip")}
 POSITIVE = {"learning_rate"}  # strictly greater than the lower bound
+# Keys that say only how long or how often, or how the same numbers are computed: a resumed run
+# may change them (the numbers it trains on stay those of the run it continues). The parallel
+# modes compute the same step (equal to float rounding: tests/test_parallel_modes.py). Every other
+# key is fixed for the life of a workdir. A family adds its own (sampling-only keys) with
+# `Task.resumable_keys`.
+RESUMABLE = ("steps", "log_every", "eval_every", "ckpt_every", "sample_every", "keep_checkpoints",
+             "nan_policy", "parallel", "eval_batch_size", "data_dir")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -94,6 +103,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
 def validate(config: ml_collections.ConfigDict, extra_ranges: dict | None = None,
              extra_choices: dict | None = None) -> None:
     """Raise UserError naming the first value outside its allowed range or choices."""
+    for key, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"config.{key}={value!r}: expected a finite number")
     ranges = {**RANGES, **(extra_ranges or {})}
     for key, (low, high) in ranges.items():
         if key not in config:
@@ -115,3 +127,15 @@ def validate(config: ml_collections.ConfigDict, extra_ranges: dict | None = None
     for key, allowed in {**CHOICES, **(extra_choices or {})}.items():
         if key in config and config[key] not in allowed:
             raise UserError(f"config.{key}={config[key]!r}: expected one of {', '.join(allowed)}")
+
+
+def changed_keys(saved: dict, given: dict, resumable=()) -> list[str]:
+    """`key: saved -> given` for every key both configs hold whose value differs, except the keys
+    a resumed run may change (RESUMABLE and `resumable`)."""
+    free = set(RESUMABLE) | set(resumable)
+    out = []
+    for key in sorted(set(saved) & set(given) - free):
+        a, b = (tuple(v) if isinstance(v, list) else v for v in (saved[key], given[key]))  # JSON has lists
+        if a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out

@@ -28,11 +28,11 @@ def save_png(path: str, grid: np.ndarray, scale: int = 3) -> str:
     return path
 
 
-def write_samples(sample_dir: str, step: int, outputs: dict, writer=None) -> list[str]:
-    """Write each output as `{name}_{step:06d}.png` (images) or `.txt` (text); return the paths."""
+def write_samples(sample_dir: str, step: int, outputs: dict, writer=None, suffix: str = "") -> list[str]:
+    """Write each output as `{name}_{step:06d}{suffix}.png` (images) or `.txt` (text); return the paths."""
     paths = []
     for name, value in outputs.items():
-        stem = os.path.join(sample_dir, f"{name}_{step:06d}")
+        stem = os.path.join(sample_dir, f"{name}_{step:06d}{suffix}")
         if isinstance(value, str):
             os.makedirs(sample_dir, exist_ok=True)
             with open(stem + ".txt", "w") as f:

@@ -61,6 +61,10 @@ def _train(task, workdir: str) -> dict:
 
     start = time.perf_counter()
     summary = train_and_evaluate(task, workdir, fresh=True, log=lambda *a: None, show_progress=False)
+    if summary["stopped_by"]:  # Ctrl-C while the judge trained: the run that needed it stops too
+        from aigc_jax.engine.stopping import StopRequested
+
+        raise StopRequested(f"stopped by {summary['stopped_by']} while training the judge")
     info = {"test_accuracy": summary["metrics"]["eval_accuracy"], "train_seconds": time.perf_counter() - start,
             "steps": summary["step"], "config": JUDGE_CONFIG}
     if info["test_accuracy"] < MIN_ACCURACY:
@@ -80,7 +84,7 @@ def _restore(task, workdir: str):
     target = initial_state(task, data, root_keys(task.config.seed)["init"])
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1)
     try:
-        restored = ckpt.restore_latest(target, "cnn")
+        restored = ckpt.restore_latest(target, task.config.to_dict(), move_damaged=False)
     finally:
         ckpt.close()
     if restored is None:

@@ -48,6 +48,9 @@ class Task(abc.ABC):
     # Extra validation for the family's own keys: key -> (low, high) and key -> allowed values.
     config_ranges: ClassVar[dict] = {}
     config_choices: ClassVar[dict] = {}
+    # Keys of the family's own that a resumed run may change besides engine.config.RESUMABLE:
+    # only keys that change nothing the run trains on (e.g. what samples continue).
+    resumable_keys: ClassVar[tuple[str, ...]] = ()
     # Benchmark shapes: preset name ("tiny", "cpu", "gpu") -> config overrides (see benchmarks/).
     benchmark_presets: ClassVar[dict[str, dict]] = {}
     # Representation learners: evaluation adds a linear probe on `probe_features` (train -> test).

@@ -54,6 +54,7 @@ class LanguageModelTask(Task):
     config_ranges = {"seq_len": (1, None), "vocab_size": (0, None), **SCHEDULE_RANGES,
                      "sample_tokens": (1, None), "num_samples": (1, None),
                      "temperature": (0.0, None), "top_k": (0, None), "top_p": (0.0, 1.0)}
+    resumable_keys = ("prompt", "sample_tokens", "num_samples", "temperature", "top_k", "top_p")
     config_choices = {**SCHEDULE_CHOICES}
 
     def __init__(self, config):

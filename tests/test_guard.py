@@ -1,0 +1,103 @@
+"""The non-finite guard: a NaN or Inf that reaches a step's gradients or new parameters leaves the
+whole train state (parameters, optimizer moments, step count) exactly as it was before that step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from aigc_jax.data import sampler
+from aigc_jax.engine import loop, parallel
+from aigc_jax.engine.checkpoint import Checkpointer
+from aigc_jax.engine.compile import compile_task
+from aigc_jax.engine.guard import FLAG, NonFiniteError
+from aigc_jax.tasks.classifier import MLPClassifier
+from conftest import read_metrics
+from train.cli import build_task
+
+TINY = dict(batch_size=16, hidden="32,16", log_every=1, eval_every=0, sample_every=0)
+POISON_STEP = 7  # 1-based, as the loop counts
+
+
+class Poisoned(MLPClassifier):
+    """The mlp family, but on the 7th batch `poison` (nan or inf) is added to every gradient or to
+    every updated parameter; the loss and accuracy it reports stay finite."""
+
+    def __init__(self, config, where: str, poison: float):
+        super().__init__(config)
+        self.where, self.poison = where, poison
+
+    def train_step(self, state, batch, rng):
+        def loss_fn(params):
+            logits = state.apply_fn({"params": params}, batch["image"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        data = self.load_data()
+        bad_batch = data.train["image"][sampler.batch_indices(data.num_train, self.config.batch_size,
+                                                                POISON_STEP - 1, 0)]
+        seen = parallel.data_sum(batch["image"].sum())  # the global batch's, under shard_map too
+        add = jnp.where(jnp.allclose(seen, bad_batch.sum()), self.poison, 0.0)
+        if self.where == "grads":
+            grads = jax.tree.map(lambda g: g + add, grads)
+        new_state = state.apply_gradients(grads=grads)
+        if self.where == "params":
+            new_state = new_state.replace(params=jax.tree.map(lambda w: w + add, new_state.params))
+        return new_state, {"loss": loss}
+
+
+def poisoned_task(where, poison, **overrides):
+    config = build_task("mlp", {k: str(v) for k, v in {**TINY, "steps": 10, **overrides}.items()}).config
+    return Poisoned(config, where, poison)
+
+
+def leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
+
+
+@pytest.mark.parametrize("mode", ["jit", "shard_map"])
+@pytest.mark.parametrize("where", ["grads", "params"])
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_a_poisoned_update_leaves_the_state_bit_identical(mode, where, poison):
+    task = poisoned_task(where, poison, parallel=mode)
+    data = task.load_data()
+    compiled = compile_task(task, mode, task.config.batch_size)
+    keys = loop.root_keys(0)
+    placed = compiled.place_state(loop.initial_state(task, data, keys["init"]))
+    for step in range(1, POISON_STEP + 1):
+        before = leaves(compiled.canonical(placed))
+        host = sampler.take(data.train, sampler.batch_indices(data.num_train, task.config.batch_size, step - 1, 0))
+        placed, metrics = compiled.train_step(placed, compiled.place_batch(host), jax.random.fold_in(keys["train"], step - 1))
+        assert np.isfinite(float(metrics["loss"]))
+        assert int(metrics[FLAG]) == (step == POISON_STEP)
+    after = leaves(compiled.canonical(placed))
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
+        assert a.dtype == b.dtype and np.array_equal(a, b)  # bit for bit, the step counter included
+
+
+def test_skip_policy_keeps_the_previous_state_in_the_checkpoint(tmp_path):
+    task = poisoned_task("grads", float("nan"), nan_policy="skip", ckpt_every=1, keep_checkpoints=20)
+    summary = loop.train_and_evaluate(task, str(tmp_path), log=lambda *a: None, show_progress=False)
+    assert summary["skipped_updates"] == [POISON_STEP] and summary["step"] == 10
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    template = loop.initial_state(task, task.load_data(), loop.root_keys(0)["init"])
+    try:
+        states = {s: leaves(ckpt.restore(s, template)[0]) for s in (POISON_STEP - 2, POISON_STEP - 1, POISON_STEP)}
+    finally:
+        ckpt.close()
+    assert all(np.array_equal(a, b) for a, b in zip(states[POISON_STEP], states[POISON_STEP - 1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(states[POISON_STEP - 1], states[POISON_STEP - 2]))
+    assert all(np.isfinite(r["loss"]) for r in read_metrics(tmp_path) if "loss" in r)
+
+
+def test_stop_policy_names_the_step_and_saves_nothing_after_it(tmp_path):
+    task = poisoned_task("params", float("inf"), ckpt_every=1, keep_checkpoints=20)
+    with pytest.raises(NonFiniteError, match=f"non-finite parameters or gradients at step {POISON_STEP}"):
+        loop.train_and_evaluate(task, str(tmp_path), log=lambda *a: None, show_progress=False)
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    try:
+        assert ckpt.all_steps()[-1] == POISON_STEP - 1
+    finally:
+        ckpt.close()
