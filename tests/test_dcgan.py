@@ -40,4 +40,4 @@ def test_dcgan_learns_and_samples_from_its_checkpoint(tmp_path):
     assert min(fd[-2:]) < 0.7 * fd[0], fd  # judge-feature FD falls from the first evaluation
     task = build_task("dcgan", {**SMALL, "batch_size": "32"})
     paths = sample_from_workdir(task, str(tmp_path), out_dir=str(tmp_path / "drawn"))
-    assert sorted(p.rsplit("/", 1)[1] for p in paths) == ["interpolation_000120.png", "samples_000120.png"]
+    assert sorted(p.rsplit("/", 1)[1] for p in paths) == ["interpolation_000120_seed0.png", "samples_000120_seed0.png"]

@@ -49,11 +49,15 @@ def bad_argv(draw):
 def test_fuzzed_bad_input(trained_workdir, capsys, case):
     argv, named = case
     before = snapshot(trained_workdir)
-    assert main(argv + ["--workdir", str(trained_workdir), "--quiet", "--compile_cache", "off"]) == 2
+    # The trained workdir holds an mlp run: another family there would be refused for that alone,
+    # so other families get a workdir that does not exist yet, and must not create it.
+    workdir = trained_workdir if argv[0] == "mlp" else trained_workdir.parent / "not_created" / argv[0]
+    assert main(argv + ["--workdir", str(workdir), "--quiet", "--compile_cache", "off"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
     assert named in err, (argv, err)
     assert snapshot(trained_workdir) == before
+    assert not (trained_workdir.parent / "not_created").exists()
 
 
 def snapshot(workdir):

@@ -88,6 +88,15 @@ def start_runtime(args) -> None:
     distributed.enable_compilation_cache(args.compile_cache)
 
 
+def check_batch_fits_devices(config) -> None:
+    """The batch must split evenly over the devices of its parallel mode: said before a workdir is read."""
+    import jax
+
+    from aigc_jax.engine.compile import check_batch_size
+
+    check_batch_size(config.batch_size, config.parallel, 1 if config.parallel == "jit" else jax.device_count())
+
+
 def check_parallel_for_processes(parallel: str) -> None:
     import jax
 
@@ -167,9 +176,10 @@ def main(argv: list[str]) -> int:
             return sample(args, overrides)
         if not args.family:
             raise UserError(f"no family given; expected one of: {', '.join(_family_names())}")
-        build_task(args.family, overrides)  # every override checked before anything starts
+        given = build_task(args.family, overrides)  # every override checked before anything starts
         quiet_libraries()
         start_runtime(args)
+        check_batch_fits_devices(given.config)
         from aigc_jax.engine.loop import saved_config, train_and_evaluate
 
         workdir = args.workdir or os.path.join("runs", args.family)

@@ -183,6 +183,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
 def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: StopSignal) -> dict:
     config = task.config
     check_workdir(workdir)
+    compiled = compile_task(task, config.parallel, config.batch_size)  # checks the batch fits the devices
     if not fresh:  # a resume that would change the run fails now, before any data is read
         found = latest_config(os.path.join(workdir, "checkpoints"))
         if found is not None:
@@ -193,7 +194,6 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
         data = task.load_data()
     except StopRequested:  # e.g. while the judge it needs was trained: nothing of this run written
         return _stopped_before_start(config, workdir, signals)
-    compiled = compile_task(task, config.parallel, config.batch_size)
     stop = StopAgreement(signals)
     chief = jax.process_index() == 0
 
