@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, images_nchw, linears, mlp, pick, set_conv, set_dense_stack, set_linear
+from benchmarks.torch_twins.base import Twin, conv, dense_stack, flat_rows, images_nchw, linears, mlp, pick, weight_bias
 
 IMAGE_SIZE = 28
 CLASSES = 10
@@ -46,8 +46,8 @@ class MLPTwin(_ClassifierTwin):
     def shape(self):
         return {"hidden": list(self.hidden), "batch_size": self.batch_size}
 
-    def load_jax(self, state) -> None:
-        set_dense_stack(linears(self.net), state.params)
+    def jax_weights(self, tree):
+        return dense_stack("net", self.net, tree)
 
 
 class CNNTwin(_ClassifierTwin):
@@ -68,11 +68,11 @@ class CNNTwin(_ClassifierTwin):
     def shape(self):
         return {"channels": list(self.channels), "hidden": self.hidden, "batch_size": self.batch_size}
 
-    def load_jax(self, state) -> None:
-        p = state.params
+    def jax_weights(self, tree):
         convs = [m for m in self.net if isinstance(m, nn.Conv2d)]
-        for i, conv in enumerate(convs):
-            set_conv(conv, p[f"Conv_{i}"])
         first, last = linears(self.net)
-        set_linear(first, p["Dense_0"], rows_from_hwc=self.features_hwc)
-        set_linear(last, p["Dense_1"])
+        out = {}
+        for i, layer in enumerate(convs):
+            out |= weight_bias(f"Conv_{i}", layer, tree[f"Conv_{i}"], conv)
+        out |= weight_bias("Dense_0", first, tree["Dense_0"], lambda k: flat_rows(k, self.features_hwc))  # after a flatten
+        return out | weight_bias("Dense_1", last, tree["Dense_1"])

@@ -2,7 +2,10 @@
 BatchNorm, no conv bias, LeakyReLU(0.2), Adam 2e-4 / b1 0.5, BCE on logits, 32x32x1 images.
 
 As in the DCGAN tutorial, D sees the real and the fake batch in separate calls (its BatchNorm
-statistics update twice per step).
+statistics update twice per step). BatchNorm's defaults (momentum 0.1, eps 1e-5) are the JAX
+model's (flax momentum 0.9 = torch 0.1). Only the running averages differ, and training never
+reads them: torch also updates them in the passes whose updates JAX drops (G's while D trains,
+D's while G trains), and keeps the unbiased batch variance where flax keeps the biased one.
 """
 
 import numpy as np
@@ -10,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, pick
+from benchmarks.torch_twins.base import Twin, conv, conv_transpose, norm, pick, weight_bias
 
 IMAGE_SIZE = 32
 
@@ -19,9 +22,8 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target))
 
 
-def generator(latent: int, features: tuple, channels: int) -> nn.Sequential:
-    """z [B, latent, 1, 1] -> 4x4 x features[-1] -> ... -> 32x32 x channels, tanh."""
-    widths = tuple(reversed(features))  # e.g. 512, 256, 128
+def generator(latent: int, widths: tuple, channels: int) -> nn.Sequential:
+    """z [B, latent, 1, 1] -> 4x4 x widths[0] -> 8x8 x widths[1] -> 16x16 x widths[2] -> 32x32 x channels, tanh."""
     layers = [nn.ConvTranspose2d(latent, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
     for a, b in zip(widths[:-1], widths[1:]):
         layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
@@ -29,13 +31,25 @@ def generator(latent: int, features: tuple, channels: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def discriminator(features: tuple, channels: int) -> nn.Sequential:
-    """image 32x32 -> 16 x features[0] -> 8 -> 4 x features[-1] -> 1 logit (4x4 valid conv)."""
-    layers = [nn.Conv2d(channels, features[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
-    for a, b in zip(features[:-1], features[1:]):
+def discriminator(widths: tuple, channels: int) -> nn.Sequential:
+    """image 32x32 -> 16x16 x widths[0] -> 8x8 -> 4x4 x widths[-1] -> 1 logit (4x4 valid conv)."""
+    layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+    for a, b in zip(widths[:-1], widths[1:]):
         layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2)]
-    layers += [nn.Conv2d(features[-1], 1, 4, 1, 0, bias=False), nn.Flatten()]
+    layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Flatten()]
     return nn.Sequential(*layers)
+
+
+def conv_bn_weights(name: str, net: nn.Sequential, params: dict, kind: str, layout) -> dict:
+    """flax's auto-named `kind`_i (Conv or ConvTranspose) and BatchNorm_i and the torch layers, in order."""
+    convs = [m for m in net if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    norms = [m for m in net if isinstance(m, nn.BatchNorm2d)]
+    out = {}
+    for i, layer in enumerate(convs):
+        out |= weight_bias(f"{name}.{kind}_{i}", layer, params[f"{kind}_{i}"], layout)
+    for i, layer in enumerate(norms):
+        out |= norm(f"{name}.BatchNorm_{i}", layer, params[f"BatchNorm_{i}"])
+    return out
 
 
 class DCGANTwin(Twin):
@@ -44,18 +58,22 @@ class DCGANTwin(Twin):
     def __init__(self, cfg, device, dtype="float32"):
         super().__init__(cfg, device, dtype)
         self.latent = int(pick(cfg, 100, "latent"))
-        self.features = tuple(pick(cfg, (128, 256, 512), "features", "d_features"))
-        self.channels = int(pick(cfg, 1, "channels"))
-        self.G = generator(self.latent, self.features, self.channels).to(device)
-        self.D = discriminator(self.features, self.channels).to(device)
+        self.g_channels = tuple(pick(cfg, (512, 256, 128), "g_channels"))  # G's widths at 4, 8, 16 pixels
+        self.d_channels = tuple(pick(cfg, (128, 256, 512), "d_channels"))  # D's widths at 16, 8, 4 pixels
+        self.channels = 1
+        self.G = generator(self.latent, self.g_channels, self.channels).to(device)
+        self.D = discriminator(self.d_channels, self.channels).to(device)
+        for m in (*self.G.modules(), *self.D.modules()):
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, std=0.02)  # the paper's (and the JAX model's) init
         lr, b1 = float(cfg.get("learning_rate", 2e-4)), float(cfg.get("beta1", 0.5))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.999))
 
     @property
     def shape(self):
-        return {"latent": self.latent, "features": list(self.features), "channels": self.channels,
-                "image_size": IMAGE_SIZE, "batch_size": self.batch_size}
+        return {"latent": self.latent, "g_channels": list(self.g_channels), "d_channels": list(self.d_channels),
+                "channels": self.channels, "image_size": IMAGE_SIZE, "batch_size": self.batch_size}
 
     def random_batch(self, gen: np.random.Generator) -> dict:
         shape = (self.batch_size, self.channels, IMAGE_SIZE, IMAGE_SIZE)
@@ -87,3 +105,7 @@ class DCGANTwin(Twin):
         g_loss.backward()
         self.opt_g.step()
         return {"d_loss": d_loss, "g_loss": g_loss}
+
+    def jax_weights(self, tree):
+        return (conv_bn_weights("g", self.G, tree["g"], "ConvTranspose", conv_transpose)
+                | conv_bn_weights("d", self.D, tree["d"], "Conv", conv))

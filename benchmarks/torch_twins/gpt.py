@@ -1,22 +1,29 @@
 """Twin of `gpt` (BENCHMARKS shapes): byte vocabulary 256, context 128, width 256, 4 pre-LN blocks,
 4 heads, MLP 4x GELU, causal; AdamW 3e-4. Attention through torch's fused
-`scaled_dot_product_attention`, the fastest formulation torch offers."""
+`scaled_dot_product_attention`, the fastest formulation torch offers.
+
+The JAX model's math: LayerNorm epsilon 1e-6 (flax's; torch's default is 1e-5), GELU's tanh
+approximation (flax's default), no output bias; the family's AdamW (weight decay 0.1 on every
+parameter, as optax.adamw), gradient clipping and warm-up/cosine schedule when its config sets them.
+"""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, pick
+from benchmarks.torch_twins.base import ScheduledAdam, Twin, array, attention, norm, pick, weight_bias
+
+LN_EPS = 1e-6  # flax LayerNorm's
 
 
 class Block(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.ln1, self.ln2 = nn.LayerNorm(width, eps=LN_EPS), nn.LayerNorm(width, eps=LN_EPS)
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
 
     def forward(self, x):
         b, t, c = x.shape
@@ -33,8 +40,10 @@ class GPT(nn.Module):
         self.tok = nn.Embedding(vocab, width)
         self.pos = nn.Embedding(context, width)
         self.blocks = nn.Sequential(*[Block(width, heads) for _ in range(layers)])
-        self.ln = nn.LayerNorm(width)
+        self.ln = nn.LayerNorm(width, eps=LN_EPS)
         self.head = nn.Linear(width, vocab, bias=False)
+        for table in (self.tok.weight, self.pos.weight):
+            nn.init.normal_(table, std=0.02)  # the JAX init (torch's N(0, 1) would swamp the blocks)
 
     def forward(self, tokens):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
@@ -52,7 +61,7 @@ class GPTTwin(Twin):
         self.layers = int(pick(cfg, 4, "layers", "num_layers", "n_layer", "depth"))
         self.heads = int(pick(cfg, 4, "heads", "num_heads", "n_head"))
         self.net = GPT(self.vocab, self.context, self.width, self.layers, self.heads).to(device)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(cfg.get("learning_rate", 3e-4)))
+        self.opt = ScheduledAdam(self.net.parameters(), cfg, 3e-4, weight_decay=float(pick(cfg, 0.1, "weight_decay")))
 
     @property
     def shape(self):
@@ -61,6 +70,9 @@ class GPTTwin(Twin):
 
     def random_batch(self, gen: np.random.Generator) -> dict:
         return {"tokens": self.tensor(gen.integers(0, self.vocab, (self.batch_size, self.context + 1)), torch.long)}
+
+    def from_host(self, batch: dict) -> dict:
+        return {"tokens": self.tensor(batch["tokens"], torch.long)}
 
     def step(self, batch: dict, noise: dict | None = None) -> dict:
         tokens = batch["tokens"]
@@ -71,3 +83,15 @@ class GPTTwin(Twin):
         loss.backward()
         self.opt.step()
         return {"loss": loss}
+
+    def jax_weights(self, tree):
+        net = self.net
+        out = {"wte": (net.tok.weight, array(tree["wte"]["embedding"])), "wpe": (net.pos.weight, array(tree["wpe"]))}
+        for i, block in enumerate(net.blocks):
+            p = tree[f"block_{i}"]
+            out |= attention(f"block_{i}.attention", p["attention"], block.qkv.weight, block.qkv.bias, block.proj)
+            out |= norm(f"block_{i}.ln_1", block.ln1, p["ln_1"]) | norm(f"block_{i}.ln_2", block.ln2, p["ln_2"])
+            out |= weight_bias(f"block_{i}.up", block.mlp[0], p["mlp"]["up"])
+            out |= weight_bias(f"block_{i}.down", block.mlp[2], p["mlp"]["down"])
+        return out | norm("ln_f", net.ln, tree["ln_f"]) | weight_bias("head", net.head, tree["head"])
+

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, linears, mlp, pick, set_dense_stack
+from benchmarks.torch_twins.base import Twin, dense_stack, mlp, pick
 
 PIXELS = 28 * 28
 
@@ -66,6 +66,5 @@ class MLPGANTwin(Twin):
         self.opt_g.step()
         return {"d_loss": d_loss, "g_loss": g_loss}
 
-    def load_jax(self, state) -> None:
-        set_dense_stack(linears(self.G), state.g.params)
-        set_dense_stack(linears(self.D), state.d.params)
+    def jax_weights(self, tree):
+        return dense_stack("g", self.G, tree["g"]) | dense_stack("d", self.D, tree["d"])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, pick, set_linear
+from benchmarks.torch_twins.base import Twin, pick, weight_bias
 
 PIXELS = 28 * 28
 
@@ -58,8 +58,8 @@ class VAETwin(Twin):
         self.opt.step()
         return {"loss": loss}
 
-    def load_jax(self, state) -> None:
-        enc, dec = state.params["encoder"], state.params["decoder"]
-        for linear, params in ((self.net.fc1, enc["Dense_0"]), (self.net.mu, enc["mu"]), (self.net.logvar, enc["logvar"]),
-                               (self.net.fc2, dec["Dense_0"]), (self.net.fc3, dec["Dense_1"])):
-            set_linear(linear, params)
+    def jax_weights(self, tree):
+        enc, dec, net = tree["encoder"], tree["decoder"], self.net
+        return (weight_bias("fc1", net.fc1, enc["Dense_0"]) | weight_bias("mu", net.mu, enc["mu"])
+                | weight_bias("logvar", net.logvar, enc["logvar"]) | weight_bias("fc2", net.fc2, dec["Dense_0"])
+                | weight_bias("fc3", net.fc3, dec["Dense_1"]))
