@@ -19,8 +19,14 @@ def mlp(batch: int, widths) -> float:
 
 
 def conv2d(batch: int, out_h: int, out_w: int, kernel_h: int, kernel_w: int, c_in: int, c_out: int) -> float:
-    """Forward FLOPs of a convolution (also a transposed one, counted at its output size)."""
+    """Forward FLOPs of a convolution, counted at its output size."""
     return 2.0 * batch * out_h * out_w * kernel_h * kernel_w * c_in * c_out
+
+
+def conv_transpose(batch: int, in_h: int, in_w: int, kernel_h: int, kernel_w: int, c_in: int, c_out: int) -> float:
+    """Forward FLOPs of a transposed convolution: every *input* pixel meets every kernel tap once
+    (counted at the output size, a stride-s layer would count s*s times the work done)."""
+    return conv2d(batch, in_h, in_w, kernel_h, kernel_w, c_in, c_out)
 
 
 def train(forward: float) -> float:

@@ -31,3 +31,15 @@ def test_conv_layer_matches_hand_count_and_xla():
 
 def test_training_pass_counts_three_forward_passes():
     assert flops.train(flops.dense(2, 3, 4)) == 3 * 48
+
+
+def test_transposed_conv_counts_each_input_pixel_times_each_tap():
+    """A stride-2 transposed conv of a 3x3 map with a 4x4 kernel: each of the 9 input pixels meets
+    each of the 16 taps once (2 in, 5 out channels); nothing is counted for the dilation's zeros."""
+    hand = 9 * 16 * 2 * 5 * 2
+    assert flops.conv_transpose(1, 3, 3, 4, 4, 2, 5) == hand
+    # With all-ones inputs and kernel, a VALID transposed conv (which keeps every product) sums to
+    # the number of (input pixel, tap) products.
+    ones = lax.conv_transpose(jnp.ones((1, 3, 3, 1)), jnp.ones((4, 4, 1, 1)), (2, 2), "VALID",
+                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert int(ones.sum()) * 2 * 5 * 2 == hand

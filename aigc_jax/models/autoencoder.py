@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from aigc_jax.models.conv_transpose import ConvTranspose  # nn.ConvTranspose with a fast kernel gradient
 from aigc_jax.models.vae import reparameterize
 
 
@@ -49,8 +50,8 @@ class ConvDecoder(nn.Module):
         x = nn.Dense(h // scale * w // scale * self.channels[0], dtype=self.dtype)(z.astype(self.dtype))
         x = nn.relu(x.reshape((z.shape[0], h // scale, w // scale, self.channels[0])))
         for ch in self.channels[1:]:
-            x = nn.relu(nn.ConvTranspose(ch, (self.kernel,) * 2, strides=(2, 2), dtype=self.dtype)(x))
-        x = nn.ConvTranspose(c, (self.kernel,) * 2, strides=(2, 2), dtype=self.dtype)(x)
+            x = nn.relu(ConvTranspose(ch, (self.kernel,) * 2, strides=(2, 2), dtype=self.dtype)(x))
+        x = ConvTranspose(c, (self.kernel,) * 2, strides=(2, 2), dtype=self.dtype)(x)
         return x.astype(jnp.float32)
 
 

@@ -8,6 +8,8 @@ in [-1, 1]; H and W must be multiples of 4 (the generator halves them twice), e.
 import jax.numpy as jnp
 from flax import linen as nn
 
+from aigc_jax.models.conv_transpose import ConvTranspose  # nn.ConvTranspose with a fast kernel gradient
+
 
 def reflect_pad(x, pad: int):
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -47,7 +49,7 @@ class ResNetGenerator(nn.Module):
         for _ in range(self.blocks):
             y = ResidualBlock(self.width * 4, dtype=self.dtype)(y)
         for mult in (2, 1):
-            y = norm(nn.ConvTranspose(self.width * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(y))
+            y = norm(ConvTranspose(self.width * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(y))
         y = nn.Conv(self.channels, (7, 7), padding="VALID", dtype=self.dtype)(reflect_pad(y, 3))
         return jnp.tanh(y.astype(jnp.float32))
 

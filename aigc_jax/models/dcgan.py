@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from aigc_jax.engine import parallel
+from aigc_jax.models.conv_transpose import ConvTranspose
 
 
 INIT = nn.initializers.normal(0.02)  # the paper's N(0, 0.02) weights
@@ -33,12 +34,12 @@ class DCGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z, train: bool = True):
         x = z.reshape((z.shape[0], 1, 1, z.shape[-1])).astype(self.dtype)
-        x = nn.ConvTranspose(self.channels[0], (4, 4), padding="VALID", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
+        x = ConvTranspose(self.channels[0], (4, 4), padding="VALID", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
         x = nn.relu(batch_norm(train, self.dtype)(x))
         for width in self.channels[1:]:
-            x = nn.ConvTranspose(width, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
+            x = ConvTranspose(width, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
             x = nn.relu(batch_norm(train, self.dtype)(x))
-        x = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
+        x = ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
         return jnp.tanh(x).astype(jnp.float32)
 
 

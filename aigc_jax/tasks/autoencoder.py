@@ -39,8 +39,8 @@ def conv_decoder_flops(batch: int, channels, code: int, size: int = IMAGE_SIZE, 
     side = size // 2 ** len(channels)
     total = flops.dense(batch, code, side * side * channels[0])
     for c_in, ch in zip(channels, (*channels[1:], c_out)):
+        total += flops.conv_transpose(batch, side, side, kernel, kernel, c_in, ch)
         side *= 2
-        total += flops.conv2d(batch, side, side, kernel, kernel, c_in, ch)
     return total
 
 

@@ -253,7 +253,7 @@ class CycleGANTask(Task):
         total = flops.conv2d(batch, s, s, 7, 7, 1, w)
         total += flops.conv2d(batch, s // 2, s // 2, 3, 3, w, 2 * w) + flops.conv2d(batch, s // 4, s // 4, 3, 3, 2 * w, 4 * w)
         total += c.g_blocks * 2 * flops.conv2d(batch, s // 4, s // 4, 3, 3, 4 * w, 4 * w)
-        total += flops.conv2d(batch, s // 2, s // 2, 3, 3, 4 * w, 2 * w) + flops.conv2d(batch, s, s, 3, 3, 2 * w, w)
+        total += flops.conv_transpose(batch, s // 4, s // 4, 3, 3, 4 * w, 2 * w) + flops.conv_transpose(batch, s // 2, s // 2, 3, 3, 2 * w, w)
         return total + flops.conv2d(batch, s, s, 7, 7, w, 1)
 
     def _discriminator_flops(self, batch: int) -> float:

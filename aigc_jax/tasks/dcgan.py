@@ -138,8 +138,8 @@ class DCGANTask(Task):
     def flops_per_step(self):
         b, c = self.config.batch_size, self.config
         (g4, g8, g16), (d16, d8, d4) = c.g_channels, c.d_channels
-        g = (flops.conv2d(b, 4, 4, 4, 4, c.latent, g4) + flops.conv2d(b, 8, 8, 4, 4, g4, g8)
-             + flops.conv2d(b, 16, 16, 4, 4, g8, g16) + flops.conv2d(b, 32, 32, 4, 4, g16, 1))
+        g = (flops.conv_transpose(b, 1, 1, 4, 4, c.latent, g4) + flops.conv_transpose(b, 4, 4, 4, 4, g4, g8)
+             + flops.conv_transpose(b, 8, 8, 4, 4, g8, g16) + flops.conv_transpose(b, 16, 16, 4, 4, g16, 1))
         d = (flops.conv2d(b, 16, 16, 4, 4, 1, d16) + flops.conv2d(b, 8, 8, 4, 4, d16, d8)
              + flops.conv2d(b, 4, 4, 4, 4, d8, d4) + flops.conv2d(b, 1, 1, 4, 4, d4, 1))
         # D update: G forward, D trained on real and fake. G update: G and D forward + backward.

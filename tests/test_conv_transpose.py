@@ -1,0 +1,51 @@
+"""models/conv_transpose.ConvTranspose is flax's nn.ConvTranspose: same parameters, same forward
+pass bit for bit, the same gradients (the kernel's computed another way, to float rounding)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.models.conv_transpose import ConvTranspose
+
+CASES = [  # input size, in, out channels, kernel, stride, padding
+    (4, 5, 9, 4, 2, "SAME"),  # DCGAN's up-sampling layers (out >= 8: the per-tap kernel gradient)
+    (4, 5, 3, 4, 2, "SAME"),  # an image output layer (out < 8: XLA's own kernel gradient)
+    (1, 4, 10, 4, 1, "VALID"),  # DCGAN's first layer: 1x1 -> 4x4
+    (5, 2, 8, 3, 2, "SAME"),  # cyclegan / autoencoder: 3x3, odd sizes
+    (7, 2, 8, 3, 2, "VALID"),
+    (6, 2, 8, 5, 3, "SAME"),  # stride 3
+    (4, 3, 8, 3, 1, "SAME"),
+    (5, 3, 8, 4, 2, ((1, 2), (2, 1))),  # explicit, uneven padding
+]
+
+
+@pytest.mark.parametrize("size, c_in, c_out, kernel, stride, padding", CASES)
+def test_same_parameters_outputs_and_gradients_as_flax(size, c_in, c_out, kernel, stride, padding):
+    x = jax.random.normal(jax.random.key(0), (3, size, size, c_in))
+    args = dict(features=c_out, kernel_size=(kernel, kernel), strides=(stride, stride), padding=padding)
+    flax_layer, layer = nn.ConvTranspose(**args), ConvTranspose(**args)
+    variables = flax_layer.init(jax.random.key(1), x)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), variables,
+                                     layer.init(jax.random.key(1), x)))
+    assert jnp.array_equal(flax_layer.apply(variables, x), layer.apply(variables, x))
+
+    def loss(module):
+        return lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))  # a gradient that differs per pixel
+
+    want = jax.grad(loss(flax_layer), argnums=(0, 1))(variables, x)
+    got = jax.grad(loss(layer), argnums=(0, 1))(variables, x)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_computes_in_bfloat16_with_float32_parameters():
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+    layer = ConvTranspose(8, (4, 4), strides=(2, 2), dtype=jnp.bfloat16)
+    variables = layer.init(jax.random.key(1), x)
+    assert variables["params"]["kernel"].dtype == jnp.float32
+    grads = jax.grad(lambda v: jnp.sum(layer.apply(v, x).astype(jnp.float32) ** 2))(variables)
+    assert grads["params"]["kernel"].dtype == jnp.float32
+    reference = jax.grad(lambda v: jnp.sum(nn.ConvTranspose(8, (4, 4), strides=(2, 2)).apply(v, x) ** 2))(variables)
+    np.testing.assert_allclose(grads["params"]["kernel"], reference["params"]["kernel"], rtol=5e-2, atol=5e-2)
