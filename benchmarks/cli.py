@@ -1,5 +1,6 @@
 """Command line: python -m benchmarks [--preset tiny|cpu|gpu] [--families A,B] [--modes jit,sharded,...]
-[--torch] [--torch-threads N] [--clock wall|process] [--seconds S] [--dtype float32|bfloat16] [--json PATH] [--markdown PATH] [--plot PATH]
+[--torch] [--torch-threads N] [--clock wall|process] [--seconds S] [--dtype float32|bfloat16] [--profile DIR]
+[--json PATH] [--markdown PATH] [--plot PATH]
 
 Bad input ends in one line on stderr and exit code 2. A measurement that fails is reported in the
 outputs and makes the exit code 1; families or frameworks that cannot run here are skipped with
@@ -39,6 +40,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="time steps by wall clock, or by the process's CPU time (for pinned single-thread runs)")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement (default 2)")
     p.add_argument("--dtype", choices=DTYPES, help="compute dtype (default: the preset's; gpu is bfloat16)")
+    p.add_argument("--profile", metavar="DIR",
+                   help="write a jax.profiler trace of each JAX measurement's timed steps to DIR/FAMILY/MODE "
+                        "(off by default: tracing slows the steps it times)")
     p.add_argument("--json", default=os.path.join(DEFAULT_OUT, "results.json"))
     p.add_argument("--markdown", default=os.path.join(DEFAULT_OUT, "results.md"))
     p.add_argument("--plot", default=os.path.join(DEFAULT_OUT, "results.png"))
@@ -100,7 +104,7 @@ def run(args, command: str, log=print) -> dict:
     for name in args.families or list(registry.FAMILIES):
         cls = registry.get(name)
         out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak,
-                                           log=log, clock=clock)
+                                           log=log, clock=clock, profile_root=args.profile)
         if not args.torch:
             continue
 
@@ -132,7 +136,7 @@ def run(args, command: str, log=print) -> dict:
                     out.append(skipped(new_record(name, "single", fw, preset, dtype=args.dtype),
                                        f"JAX family {name!r} is not registered, so its twin has nothing to compare with"))
     return {"command": command, "preset": preset, "dtype": args.dtype, "seconds": args.seconds,
-            "environment": env, "peak": {"tflops_per_device": peak.tflops_per_device, "source": peak.source},
+            "profile": args.profile, "environment": env, "peak": {"tflops_per_device": peak.tflops_per_device, "source": peak.source},
             "records": out}
 
 
@@ -148,14 +152,17 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from benchmarks import report
+    from benchmarks import plot, report
 
     for path, write in ((args.json, report.write_json), (args.markdown, report.write_markdown),
-                        (args.plot, report.write_plot)):
+                        (args.plot, plot.write_plot)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         write(doc, path)
     print()
     print(report.markdown(doc))
     print(f"wrote {args.json}, {args.markdown}, {args.plot}")
+    if args.profile:
+        print(f"traces in {args.profile}/FAMILY/MODE (tensorboard --logdir {args.profile}, or open a *.trace.json.gz "
+              f"in ui.perfetto.dev); top XLA ops: python -m benchmarks.report --trace {args.profile}")
     errors = [r for r in doc["records"] if r["status"] == "error"]
     return 1 if errors else 0

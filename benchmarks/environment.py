@@ -7,12 +7,24 @@ from importlib import metadata
 
 import jax
 
+from aigc_jax.engine.xla_flags import xla_flags_in_effect
+
 
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def xla_flags_env() -> str:
+    """XLA_FLAGS as this process was started with (XLA reads it once, when JAX's backend starts)."""
+    return os.environ.get("XLA_FLAGS", "")
+
+
+def engine_xla_flags() -> dict:
+    """The engine's account of XLA_FLAGS: which flags its defaults added, whether XLA read them."""
+    return xla_flags_in_effect()
 
 
 def jax_environment() -> dict:
@@ -32,6 +44,7 @@ def jax_environment() -> dict:
         "device_count": jax.device_count(),
         "local_device_count": jax.local_device_count(),
         "process_count": jax.process_count(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "xla_flags": xla_flags_env(),
+        "engine_xla_flags": engine_xla_flags(),
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
     }

@@ -7,6 +7,9 @@ steady state: lower + compile ahead of time where the step can be lowered, then 
 This module never imports torch.
 """
 
+import contextlib
+import functools
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from aigc_jax.engine import loop
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.errors import UserError
 from benchmarks import records
+from benchmarks.environment import xla_flags_env
 from benchmarks.peaks import Peak
 from benchmarks.presets import preset_config
 from benchmarks.timing import measure, timed
@@ -76,10 +80,21 @@ def initial_data_and_state(task):
     return data, loop.initial_state(task, data, loop.root_keys(task.config.seed)["init"])
 
 
+def trace_dir(profile_root: str, family: str, mode: str) -> str:
+    """One trace directory per measurement, so TensorBoard lists each as its own run."""
+    return os.path.join(profile_root, family, mode)
+
+
+def _trace_around(directory: str | None) -> Callable[[], contextlib.AbstractContextManager]:
+    return functools.partial(jax.profiler.trace, directory) if directory else contextlib.nullcontext
+
+
 def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
-                   prepare: Callable = initial_data_and_state, clock: Callable[[], float] = time.perf_counter) -> dict:
+                   prepare: Callable = initial_data_and_state, clock: Callable[[], float] = time.perf_counter,
+                   profile_dir: str | None = None) -> dict:
     """One timed record for `task` (already configured) in parallel `mode`. `prepare(task)` gives
-    the data and the initial state (the state is copied, not consumed)."""
+    the data and the initial state (the state is copied, not consumed). With `profile_dir`, a
+    jax.profiler trace of the timed windows (not the compile, not the warm-up) is written there."""
     config = task.config
     compiled = compile_task(task, mode, config.batch_size)  # first: it rejects a batch the devices do not divide
     devices = compiled.devices
@@ -87,7 +102,8 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
     record = records.new_record(
         task.name, mode, "jax", preset, dtype=config.get("dtype", "float32"), batch_size=config.batch_size,
         device_kind=devices[0].device_kind, n_devices=len(devices), backend=platform,
-        peak_source=peak.source, shape=dict(type(task).benchmark_presets.get(preset, {})))
+        peak_source=peak.source, shape=dict(type(task).benchmark_presets.get(preset, {})),
+        xla_flags=xla_flags_env(), profile_dir=profile_dir)
 
     keys = loop.root_keys(config.seed)
     data, state = prepare(task)
@@ -123,7 +139,7 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
         jax.block_until_ready((s, m))
         carry.update(state=s, i=i)
 
-    timing = measure(run, seconds, clock=clock)
+    timing = measure(run, seconds, clock=clock, around_windows=_trace_around(profile_dir))
     if hasattr(step, "_cache_size"):
         # A step that compiled more than once (input types that change after a step) would hide
         # compile time inside the timed windows.
@@ -134,9 +150,11 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
 
 
 def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float, peak: Peak,
-                     log=print, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
+                     log=print, clock: Callable[[], float] = time.perf_counter,
+                     profile_root: str | None = None) -> list[dict]:
     """Records for family `cls` in every mode; a mode that cannot run says why. The data and the
-    initial state (whose compilation can cost more than the step's) are made once for all modes."""
+    initial state (whose compilation can cost more than the step's) are made once for all modes.
+    With `profile_root`, each mode's timed steps are traced into `trace_dir(profile_root, family, mode)`."""
     out, prepared = [], []
 
     def prepare_once(task):
@@ -152,10 +170,12 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
                 out.append(records.skipped(base, why))
                 log(f"  {cls.name:<14} {mode:<10} jax: skipped ({why})")
                 continue
-            out.append(benchmark_task(cls(config), mode, preset, seconds, peak, prepare_once, clock))
+            profile_dir = trace_dir(profile_root, cls.name, mode) if profile_root else None
+            out.append(benchmark_task(cls(config), mode, preset, seconds, peak, prepare_once, clock, profile_dir))
             r = out[-1]
             log(f"  {cls.name:<14} {mode:<10} jax: {r['steps_per_s']:9.1f} steps/s  "
-                f"{r['step_ms_median']:8.3f} ms  compile {r['compile_s']:.2f} s")
+                f"{r['step_ms_median']:8.3f} ms  compile {r['compile_s']:.2f} s"
+                + (f"  (profiled: {profile_dir})" if profile_dir else ""))
         except UserError as e:  # e.g. a batch the device count does not divide
             out.append(records.skipped(base, str(e)))
             log(f"  {cls.name:<14} {mode:<10} jax: skipped ({e})")

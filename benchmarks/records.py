@@ -16,6 +16,8 @@ FIELDS = (
     "flops_per_step", "xla_flops_per_step", "tflops", "peak_tflops", "peak_source", "mfu",
     "compiled_memory_bytes", "device_peak_memory_bytes",
     "device_kind", "n_devices", "backend", "shape",
+    "xla_flags",  # XLA_FLAGS as the JAX step ran with it (None for torch rows)
+    "profile_dir",  # where a jax.profiler trace of the timed steps went; None when not profiled
 )
 
 

@@ -7,6 +7,7 @@ asynchronous dispatch at work, as in a training loop, and long ones one by one. 
 (p10/p90) is over windows.
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -47,9 +48,11 @@ def timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_count
 
 
 def measure(run: Callable[[int], None], seconds: float, warmup_s: float | None = None,
-            min_windows: int = MIN_WINDOWS, clock: Callable[[], float] = time.perf_counter) -> Timing:
+            min_windows: int = MIN_WINDOWS, clock: Callable[[], float] = time.perf_counter,
+            around_windows: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Timing:
     """Warm up for about `warmup_s` (default: a quarter of `seconds`), then time windows of steps
-    for about `seconds` and at least `min_windows` windows."""
+    for about `seconds` and at least `min_windows` windows. `around_windows()` is entered around
+    the timed windows only (not the warm-up): a profiler trace, for instance."""
     warmup_s = seconds / 4 if warmup_s is None else warmup_s
     # Warm-up, one step at a time: it also estimates the step time that sizes the windows.
     warm, spent, last = 0, 0.0, math.inf
@@ -59,10 +62,11 @@ def measure(run: Callable[[int], None], seconds: float, warmup_s: float | None =
         warm += 1
     k = int(min(MAX_WINDOW_STEPS, max(1, round(WINDOW_S / max(last, 1e-9)))))
     per_step, spent = [], 0.0
-    while len(per_step) < min_windows or spent < seconds:
-        t, _ = timed(lambda: run(k), clock)
-        spent += t
-        per_step.append(t / k)
+    with around_windows():
+        while len(per_step) < min_windows or spent < seconds:
+            t, _ = timed(lambda: run(k), clock)
+            spent += t
+            per_step.append(t / k)
     ms = np.asarray(per_step) * 1000.0
     return Timing(step_ms_median=float(np.median(ms)), step_ms_p10=float(np.percentile(ms, 10)),
                   step_ms_p90=float(np.percentile(ms, 90)), steps_timed=k * len(per_step),

@@ -2,6 +2,7 @@
 parallel modes for two families), well-formed records, skips that say why, the CLI and its
 writers. No timing assertions."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from PIL import Image
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.tasks import registry
 from aigc_jax.tasks.classifier import MLPClassifier
-from benchmarks import records, report
+from benchmarks import plot, records, report, traces
 from benchmarks.jax_runner import benchmark_family
 from benchmarks.peaks import Peak, table_peak
 from benchmarks.timing import CLOCKS, measure
@@ -45,14 +46,15 @@ def check_records(out, modes) -> None:
     assert all(r["xla_flops_per_step"] > 0 for r in lowered)
 
 
-# Every family through the harness in the two kinds of step: one device with no bound axis (jit,
-# the same code sharded jit compiles for a mesh) and a step written per device over the bound data
-# axis (shard_map, the same code pmap runs). Whether a family computes the *same numbers* in every
-# mode is its own test: tests/test_parallel_modes.py, and the families with cross-device code
-# (ngram, the RL agents, dcgan's BatchNorm, simclr and clip's gathered negatives, cyclegan's pool).
+# Every family through the harness in a step written per device over the bound data axis
+# (shard_map, the same code pmap runs). The unbound step (jit, which sharded jit compiles for a
+# mesh) is what every family's training test runs, and the harness's jit path is checked below on
+# two families with every mode. Whether a family computes the *same numbers* in every mode is its
+# own test: tests/test_parallel_modes.py, and the families with cross-device code (ngram, the RL
+# agents, dcgan's BatchNorm, simclr and clip's gathered negatives, cyclegan's pool).
 @pytest.mark.parametrize("family", list(registry.FAMILIES))
-def test_tiny_preset_runs_with_and_without_a_bound_data_axis(family):
-    modes = ("jit", "shard_map")
+def test_tiny_preset_runs_over_a_bound_data_axis(family):
+    modes = ("shard_map",)
     check_records(benchmark_family(registry.FAMILIES[family], "tiny", modes, None, 0.02, PEAK, log=lambda *a: None), modes)
 
 
@@ -103,7 +105,8 @@ def test_peak_table_by_device_kind():
 
 
 def _synthetic_doc() -> dict:
-    """Two families, JAX in two modes and both torch rows; one skipped row."""
+    """mlp: JAX in two modes, torch eager the faster twin; vae: JAX sharded only, its twin skipped;
+    cnn: torch.compile the faster twin."""
     def ok(family, mode, framework, steps_per_s):
         r = records.new_record(family, mode, framework, "cpu", dtype="float32", batch_size=32)
         timing = type("T", (), {"steps_per_s": steps_per_s, "step_ms_median": 1000 / steps_per_s,
@@ -114,9 +117,13 @@ def _synthetic_doc() -> dict:
     recs = [ok("mlp", "jit", "jax", 300.0), ok("mlp", "sharded", "jax", 400.0),
             ok("mlp", "single", "torch-eager", 200.0), ok("mlp", "single", "torch-compile", 100.0),
             ok("vae", "sharded", "jax", 50.0),
-            records.skipped(records.new_record("vae", "single", "torch-eager", "cpu"), "torch is not installed")]
+            records.skipped(records.new_record("vae", "single", "torch-eager", "cpu"), "torch is not installed"),
+            ok("cnn", "jit", "jax", 96.0), ok("cnn", "single", "torch-eager", 30.0),
+            ok("cnn", "single", "torch-compile", 60.0)]
     env = {"backend": "cpu", "device_count": 1, "device_kind": "cpu", "cpu_count": 2, "process_count": 1,
-           "jax": "x", "jaxlib": "x", "flax": "x"}
+           "jax": "x", "jaxlib": "x", "flax": "x", "torch": "y", "torch_threads": 1, "clock": "process",
+           "xla_flags": "--xla_cpu_multi_thread_eigen=false --xla_gpu_enable_triton_gemm=false",
+           "engine_xla_flags": {"defaults_added": ["--xla_gpu_enable_triton_gemm=false"]}}
     return {"command": "python -m benchmarks --torch", "preset": "cpu", "dtype": None, "seconds": 1.0,
             "environment": env, "peak": {"tflops_per_device": 0.1, "source": "measured"}, "records": recs}
 
@@ -131,12 +138,107 @@ def test_markdown_has_families_as_rows_modes_and_frameworks_as_columns_and_ratio
     assert "vae / single / torch-eager: skipped: torch is not installed" in md
 
 
-def test_plot_writes_a_png(tmp_path):
+def test_comparisons_divide_jax_by_the_faster_twin_of_the_same_family():
+    by_family = {c.family: c for c in report.comparisons(_synthetic_doc()["records"])}
+    assert by_family["mlp"].jax["mode"] == "jit" and by_family["mlp"].ratio == pytest.approx(300 / 200)  # eager faster
+    assert by_family["cnn"].best_torch["framework"] == "torch-compile" and by_family["cnn"].ratio == pytest.approx(96 / 60)
+    assert by_family["vae"].jax["mode"] == "sharded" and by_family["vae"].ratio is None  # no twin ran
+    sharded = {c.family: c for c in report.comparisons(_synthetic_doc()["records"], "sharded")}
+    assert sharded["mlp"].ratio == pytest.approx(400 / 200)
+
+
+def test_ratio_plot_draws_jax_over_the_faster_twin_and_writes_a_png(tmp_path):
+    doc = _synthetic_doc()
+    fig = plot.comparison_figure(doc)
+    ratio_ax, mfu_ax = fig.axes
+    # Bars start at 1x and end at each family's ratio (mlp, then cnn; vae has no twin).
+    ends = [bar.get_x() + bar.get_width() for bar in ratio_ax.patches]
+    assert ends == pytest.approx([300 / 200, 96 / 60])
+    assert {line.get_xdata()[0] for line in ratio_ax.get_lines()} == {1.0, report.GOAL_RATIO}
+    labels = [t.get_text() for t in ratio_ax.texts]
+    assert "1.50x vs eager, MFU 300%" in labels and "1.60x vs compile, MFU 96%" in labels
+    assert [t.get_text() for t in mfu_ax.get_yticklabels()] == ["vae (sharded)"]  # MFU alone, its own axis
+    title = fig.get_suptitle()
+    for fact in ("2-core CPU host", "torch threads 1", "XLA:CPU one thread", "dtype float32", "preset cpu",
+                 "clock process", "--xla_cpu_multi_thread_eigen=false", "1 engine default flags"):
+        assert fact in title, (fact, title)
+    plot._pyplot().close(fig)
+
     path = tmp_path / "chart.png"
-    report.write_plot(_synthetic_doc(), str(path))
+    plot.write_plot(doc, str(path))
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
         assert np.asarray(im.convert("L")).std() > 0  # not a blank image
+
+
+def test_comparison_table_rows_from_one_run():
+    table = report.comparison_table(_synthetic_doc()).splitlines()
+    assert table[0] == "| family | JAX steps/s | torch eager | torch.compile | JAX / best torch | JAX MFU |"
+    # MFU: 1 GFLOP/step x steps/s over the 0.1 TFLOP/s peak of the synthetic records.
+    assert table[2:] == ["| mlp | 300 | 200 | 100 | 1.50x | 300% |",
+                         "| vae | 50.0 (sharded) | - | - | - | 50% |",
+                         "| cnn | 96.0 | 30.0 | 60.0 | 1.60x | 96% |"]
+
+
+def test_report_command_prints_the_table_and_the_flags_from_a_results_file(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    report.write_json(_synthetic_doc(), str(path))
+    assert report.main([str(path), "--mode", "sharded"]) == 0
+    out = capsys.readouterr().out
+    assert "| mlp | 400 | 200 | 100 | 2.00x | 400% |" in out
+    assert ("XLA flags: `XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`; the engine's defaults added "
+            "`--xla_gpu_enable_triton_gemm=false`.") in out
+    assert report.main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_trace_summary_counts_time_in_nested_ops_once(tmp_path):
+    """A while op of 10 us whose body ran two ops of 3 us: 4 us of its own."""
+    def op(name, ts, dur, tid=1):
+        return {"ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur, "name": name,
+                "args": {"hlo_op": name, "hlo_module": "jit_step"}}
+
+    events = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}},
+              op("while", 0, 10), op("dot", 1, 3), op("add", 5, 3), op("dot", 20, 3), op("dot", 21, 2, tid=2),
+              {"ph": "X", "pid": 1, "tid": 1, "ts": 30, "dur": 50, "name": "python"}]  # not an XLA op
+    trace = tmp_path / "run" / "host.trace.json.gz"
+    trace.parent.mkdir()
+    with gzip.open(trace, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    assert traces.trace_files(str(tmp_path)) == [str(trace)]
+    assert [(o.op, o.self_us, o.calls) for o in traces.op_times(str(trace))] == [
+        ("dot", 8.0, 3), ("while", 4.0, 1), ("add", 3.0, 1)]
+
+
+@pytest.fixture
+def restore_compilation_cache():
+    """The benchmark CLI points JAX at a fresh compilation cache; give the session's back."""
+    import jax
+
+    directory = jax.config.jax_compilation_cache_dir
+    yield
+    jax.config.update("jax_compilation_cache_dir", directory)
+
+
+def test_profile_traces_the_timed_steps_of_each_jax_measurement(tmp_path, capsys, restore_compilation_cache):
+    from benchmarks.cli import main
+
+    out = {k: str(tmp_path / f"out.{k}") for k in ("json", "md", "png")}
+    argv = ["--preset", "tiny", "--families", "mlp", "--modes", "jit", "--seconds", "0.02",
+            "--profile", str(tmp_path / "profile"), "--json", out["json"], "--markdown", out["md"], "--plot", out["png"]]
+    assert main(argv) == 0
+    (record,) = json.load(open(out["json"]))["records"]
+    assert record["profile_dir"] == str(tmp_path / "profile" / "mlp" / "jit")
+    assert record["xla_flags"] == os.environ["XLA_FLAGS"]  # the flags the step ran with
+    (trace,) = traces.trace_files(record["profile_dir"])
+    assert [f for f in os.listdir(os.path.dirname(trace)) if f.endswith(".xplane.pb")]  # TensorBoard's format
+    ops = traces.op_times(trace)
+    assert ops and all(o.self_us >= 0 for o in ops)
+    # Ops that run once per step ran as often as the steps timed: the trace holds the timed windows,
+    # not the warm-up or the compiling call.
+    assert record["steps_timed"] in {o.calls for o in ops}, (record["steps_timed"], sorted({o.calls for o in ops}))
+    md = open(out["md"]).read()
+    assert f"mlp/jit in `{record['profile_dir']}`" in md
+    assert "--xla_force_host_platform_device_count=4" in md.split("## Steps per second")[0]
 
 
 def test_cli_writes_its_outputs_without_importing_torch(tmp_path):
