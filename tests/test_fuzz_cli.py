@@ -7,7 +7,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aigc_jax.engine.config import base_config
-from conftest import train_family
 from train.cli import main
 
 KNOWN = set(base_config().keys()) | {"hidden", "channels", "latent", "g_hidden", "d_hidden", "beta1"}

@@ -35,7 +35,7 @@ class Encoder(nn.Module):
         x = x + self.param("positions", nn.initializers.normal(0.02), (self.context, self.width))[: ids.shape[1]]
         x = x.astype(self.dtype)
         for i in range(self.layers):
-            x = Block(self.heads, self.dtype, name=f"block_{i}")(x, None)  # no mask: bidirectional
+            x = Block(self.heads, self.dtype, causal=False, name=f"block_{i}")(x)  # bidirectional
         return nn.LayerNorm(dtype=self.dtype, name="ln_f")(x)
 
 

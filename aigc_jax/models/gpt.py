@@ -14,9 +14,13 @@ costs one position instead of re-reading the whole context; `__call__` then take
 its `position`.
 """
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
+
+from aigc_jax.models.attention import dot_product_attention
 
 
 class MLP(nn.Module):
@@ -33,12 +37,17 @@ class Block(nn.Module):
     heads: int
     dtype: jnp.dtype = jnp.float32
     decode: bool = False
+    causal: bool = True  # False: every position sees the whole window (the BERT encoder)
 
     @nn.compact
-    def __call__(self, x, mask):
+    def __call__(self, x):
+        # No mask array in training: a causal (or unmasked) attention runs cuDNN's fused kernel on
+        # a GPU. Decoding attends to the cache's filled positions, the mask Flax builds from the
+        # cache index.
+        attention_fn = functools.partial(dot_product_attention, is_causal=self.causal and not self.decode)
         attention = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, deterministic=True,
-                                                    decode=self.decode, name="attention")
-        x = x + attention(nn.LayerNorm(dtype=self.dtype, name="ln_1")(x), mask=mask)
+                                                    decode=self.decode, attention_fn=attention_fn, name="attention")
+        x = x + attention(nn.LayerNorm(dtype=self.dtype, name="ln_1")(x))
         return x + MLP(self.dtype, name="mlp")(nn.LayerNorm(dtype=self.dtype, name="ln_2")(x))
 
 
@@ -59,9 +68,7 @@ class GPT(nn.Module):
         table = self.param("wpe", nn.initializers.normal(0.02), (self.context, self.width))
         x = embed(tokens) + lax.dynamic_slice_in_dim(table, position, tokens.shape[1])
         x = x.astype(self.dtype)
-        # In decode mode the cache masks the positions not yet written.
-        mask = None if self.decode else nn.make_causal_mask(tokens)
         for i in range(self.layers):
-            x = Block(self.heads, self.dtype, self.decode, name=f"block_{i}")(x, mask)
+            x = Block(self.heads, self.dtype, self.decode, name=f"block_{i}")(x)
         x = nn.LayerNorm(dtype=self.dtype, name="ln_f")(x)
         return nn.Dense(self.vocab_size, use_bias=False, dtype=self.dtype, name="head")(x).astype(jnp.float32)
