@@ -7,7 +7,8 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """Named arrays per split, all with the example axis first."""
+    """Named arrays per split, all with the example axis first. `test` is the split evaluation
+    scores: the test split, or validation where a family's `eval_split` chooses it."""
 
     train: dict[str, np.ndarray]
     test: dict[str, np.ndarray]

@@ -1,37 +1,44 @@
-"""Byte-level language-model data: the embedded `pydoc_text` corpus or a TFDS catalog text set.
+"""Byte-level language-model data: the embedded `pydoc_text` (help pages, 0.47 MB, the default) or
+`python_stdlib` (the standard library's source, about 10 MB) corpus, or a TFDS catalog text set.
 
 Each split's records are joined (a blank line between them) into one byte stream, vocabulary 256,
 and cut into windows of `seq_len + 1` bytes that start every `seq_len` bytes: a model reads
 window[:-1] and predicts window[1:], so every byte of the stream after the first is a target
-exactly once. Train and test are {"tokens": int32 [N, seq_len + 1]}; the engine's sampler shuffles
-the train windows, and evaluation scores every test window, so held-out bits per byte are taken
-over the same bytes by every family that uses the same `seq_len`.
+exactly once. Train and the evaluated split are {"tokens": int32 [N, seq_len + 1]}; the engine's
+sampler shuffles the train windows, and evaluation scores every window of `config.eval_split`
+(`test` by default, for reporting; `validation` for choosing settings), so
+held-out bits per byte are taken over the same bytes by every family that uses the same `seq_len`.
 """
 
 import functools
 
 import numpy as np
 
-from aigc_jax.data import pydoc_text
+from aigc_jax.data import pydoc_text, python_stdlib
 from aigc_jax.data.dirs import tfds_data_dir
 from aigc_jax.data.embedded import catalog_sources, prepare, read_all
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
-EMBEDDED = "pydoc_text"
+EMBEDDED = "pydoc_text"  # the default
+EMBEDDED_BUILDERS = {"pydoc_text": pydoc_text.PydocText, "python_stdlib": python_stdlib.PythonStdlib}
 VOCAB_SIZE = 256  # bytes
 SEPARATOR = b"\n\n"
+EVAL_SPLITS = ("validation", "test")
 
 
 @functools.lru_cache(maxsize=2)
 def split_streams(dataset: str, data_dir: str) -> dict[str, np.ndarray]:
-    """uint8 byte stream of each split, read once per process (the records never change)."""
-    if dataset == EMBEDDED:
-        sources = prepare(pydoc_text.PydocText, data_dir).as_data_source()
+    """uint8 byte stream of each split the dataset has (train, and validation and/or test), read
+    once per process (the records never change)."""
+    if dataset in EMBEDDED_BUILDERS:
+        sources = prepare(EMBEDDED_BUILDERS[dataset], data_dir).as_data_source()
     else:
         sources = catalog_sources(dataset, data_dir, EMBEDDED)
     out = {}
-    for split in ("train", "test"):
+    for split in ("train", *EVAL_SPLITS):
+        if split not in sources:
+            continue
         records = read_all(sources[split], dataset, data_dir)
         if records and "text" not in records[0]:
             raise UserError(f"dataset {dataset!r} has features {sorted(records[0])}; expected a text dataset "
@@ -50,10 +57,15 @@ def windows(stream: np.ndarray, seq_len: int) -> np.ndarray:
     return stream[np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)].astype(np.int32)
 
 
-def load_text_splits(dataset: str, data_dir: str, seq_len: int) -> Splits:
+def load_text_splits(dataset: str, data_dir: str, seq_len: int, eval_split: str = "test") -> Splits:
+    """Train windows, and the windows of `eval_split` in the evaluated slot (`Splits.test`)."""
     streams = split_streams(dataset, tfds_data_dir(data_dir))
+    if eval_split not in streams or eval_split == "train":
+        held_out = [s for s in EVAL_SPLITS if s in streams]
+        raise UserError(f"config.eval_split={eval_split!r}: dataset {dataset!r} has held-out splits {held_out}; "
+                        f"expected one of them")
     return Splits(train={"tokens": windows(streams["train"], seq_len)},
-                  test={"tokens": windows(streams["test"], seq_len)})
+                  test={"tokens": windows(streams[eval_split], seq_len)})
 
 
 def encode_prompt(prompt: str, known: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from aigc_jax import decoding
-from aigc_jax.data.text import EMBEDDED, VOCAB_SIZE, decode_bytes, encode_prompt, load_text_splits
+from aigc_jax.data.text import EMBEDDED, EVAL_SPLITS, VOCAB_SIZE, decode_bytes, encode_prompt, load_text_splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.base import Task
@@ -31,6 +31,7 @@ def lm_config():
     """The keys every language-model family has, with the defaults of their few-minute CPU runs."""
     c = base_config()
     c.dataset = EMBEDDED  # or a TFDS catalog text dataset prepared in array_record (tiny_shakespeare)
+    c.eval_split = "test"  # what evaluation scores: "validation" to choose settings, "test" to report
     c.seq_len = 256  # bytes per window: the context trained on and the held-out windows scored
     c.vocab_size = 0  # 0 = 256 bytes; larger only pads the embedding (benchmark shapes)
     c.batch_size = 32
@@ -54,8 +55,8 @@ class LanguageModelTask(Task):
     config_ranges = {"seq_len": (1, None), "vocab_size": (0, None), **SCHEDULE_RANGES,
                      "sample_tokens": (1, None), "num_samples": (1, None),
                      "temperature": (0.0, None), "top_k": (0, None), "top_p": (0.0, 1.0)}
-    resumable_keys = ("prompt", "sample_tokens", "num_samples", "temperature", "top_k", "top_p")
-    config_choices = {**SCHEDULE_CHOICES}
+    resumable_keys = ("prompt", "sample_tokens", "num_samples", "temperature", "top_k", "top_p", "eval_split")
+    config_choices = {**SCHEDULE_CHOICES, "eval_split": EVAL_SPLITS}
 
     def __init__(self, config):
         if 0 < config.vocab_size < VOCAB_SIZE:
@@ -98,7 +99,7 @@ class LanguageModelTask(Task):
 
     def load_data(self):
         c = self.config
-        data = load_text_splits(c.dataset, c.data_dir, c.seq_len)
+        data = load_text_splits(c.dataset, c.data_dir, c.seq_len, c.eval_split)
         # Checked here, before training or sampling starts: a prompt byte the model never saw
         # would start it from an untrained embedding.
         self.prompt_tokens = encode_prompt(c.prompt, np.unique(data.train["tokens"]))
@@ -141,6 +142,11 @@ class NeuralLanguageModelTask(LanguageModelTask):
     def logits(self, params, inputs: jax.Array) -> jax.Array:
         raise NotImplementedError
 
+    def train_logits(self, params, inputs: jax.Array, keys: jax.Array) -> jax.Array:
+        """The logits training sees: `logits`, with dropout where a family has it, drawn from the
+        per-example `keys` [B] (so every parallel mode draws the same masks)."""
+        return self.logits(params, inputs)
+
     def log_probs(self, state, inputs):
         return jax.nn.log_softmax(self.logits(state.params, inputs))
 
@@ -148,7 +154,7 @@ class NeuralLanguageModelTask(LanguageModelTask):
         tokens = batch["tokens"]
 
         def loss_fn(params):
-            logits = self.logits(params, tokens[:, :-1])
+            logits = self.train_logits(params, tokens[:, :-1], batch["key"])
             return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
