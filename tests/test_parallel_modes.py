@@ -35,3 +35,15 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
     with pytest.raises(UserError, match="batch_size=30 is not divisible by the 4 devices"):
         compile_task(task, "sharded", 30)
     compile_task(task, "jit", 30)  # one device: any batch size
+
+
+def test_gpt_dropout_draws_the_same_masks_in_every_mode():
+    # Dropout masks come from the per-example keys, so splitting the batch over devices draws the
+    # same ones; and they do change the loss (dropout is on).
+    tiny = {"width": "32", "layers": "1", "heads": "2", "seq_len": "16", "sample_tokens": "8"}
+    data = build_task("gpt", tiny).load_data()
+    run = lambda mode, rate: np.array(run_mode("gpt", {**tiny, "dropout": str(rate)}, mode, data, 3, 8, "loss")[0])
+    reference = run("jit", 0.3)
+    assert not np.allclose(reference, run("jit", 0.0), rtol=1e-4)
+    for mode in ("sharded", "shard_map"):
+        np.testing.assert_allclose(run(mode, 0.3), reference, rtol=1e-5, err_msg=mode)

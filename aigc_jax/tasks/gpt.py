@@ -33,20 +33,23 @@ class GPTTask(NeuralLanguageModelTask):
         c.learning_rate = 2e-3
         c.warmup_steps = 50
         c.weight_decay = 0.1  # AdamW's, decoupled
+        c.dropout = 0.0  # on the embeddings and each residual branch, during training only
         return c
 
     config_ranges = {**NeuralLanguageModelTask.config_ranges, "width": (1, None), "layers": (1, None),
-                     "heads": (1, None), "weight_decay": (0.0, None)}
+                     "heads": (1, None), "weight_decay": (0.0, None), "dropout": (0.0, 0.9)}
 
     benchmark_presets = {
-        "tiny": {"width": 32, "layers": 1, "heads": 2, "seq_len": 32, "sample_tokens": 16, "batch_size": 8},
+        # No dropout in any preset: the reference workloads and the PyTorch twin have none.
+        "tiny": {"width": 32, "layers": 1, "heads": 2, "seq_len": 32, "sample_tokens": 16, "batch_size": 8,
+                 "dropout": 0.0},
         # BENCHMARKS.md: bytes, context 128, width 256, 4 pre-LN blocks, 4 heads, MLP 4x GELU; AdamW 3e-4, batch 16
         "cpu": {"seq_len": 128, "sample_tokens": 100, "width": 256, "layers": 4, "heads": 4, "learning_rate": 3e-4, "warmup_steps": 0,
-                "lr_schedule": "constant", "batch_size": 16},
+                "lr_schedule": "constant", "batch_size": 16, "dropout": 0.0},
         # GPT-2 small's shape (12 x 768, 12 heads, context 1024, vocab 50304) in bf16: the headline MFU.
         "gpu": {"vocab_size": 50304, "seq_len": 1024, "width": 768, "layers": 12, "heads": 12,
                 "learning_rate": 6e-4, "warmup_steps": 0, "lr_schedule": "constant", "batch_size": 32,
-                "dtype": "bfloat16"},
+                "dtype": "bfloat16", "dropout": 0.0},
     }
 
     def __init__(self, config):
@@ -61,7 +64,7 @@ class GPTTask(NeuralLanguageModelTask):
     def model(self) -> GPT:
         c = self.config
         return GPT(vocab_size=self.vocab_size, context=c.seq_len, width=c.width, layers=c.layers, heads=c.heads,
-                   dtype=self.compute_dtype)
+                   dtype=self.compute_dtype, dropout=c.dropout)
 
     def init(self, rng, batch):
         variables = self.model.init(rng, batch["tokens"][:1, :-1])
@@ -69,6 +72,15 @@ class GPTTask(NeuralLanguageModelTask):
 
     def logits(self, params, inputs):
         return self.model.apply({"params": params}, inputs)
+
+    def train_logits(self, params, inputs, keys):
+        if not self.config.dropout:
+            return self.logits(params, inputs)
+
+        def one(tokens, key):  # one example, its own dropout key
+            return self.model.apply({"params": params}, tokens[None], deterministic=False, rngs={"dropout": key})[0]
+
+        return jax.vmap(one)(inputs, keys)
 
     def decoder(self, state, batch):
         """(step_fn, empty key/value cache): one position per call."""
