@@ -59,6 +59,15 @@ def trained(tmp_path_factory):
     return run
 
 
+@functools.cache
+def unigram_bpb() -> float:
+    """The trivial baseline: held-out bits per byte of the train split's byte frequencies (add-one),
+    over the same target bytes evaluation scores (about 4.9; uniform would be 8)."""
+    data = text.load_text_splits(text.EMBEDDED, "", SEQ)
+    counts = np.bincount(data.train["tokens"][:, 1:].ravel(), minlength=256) + 1.0
+    return float(-np.log2(counts / counts.sum())[data.test["tokens"][:, 1:]].mean())
+
+
 def held_out(n=4):
     return jnp.asarray(text.load_text_splits(text.EMBEDDED, "", SEQ).test["tokens"][:n])
 
@@ -73,7 +82,7 @@ def test_family_learns_and_writes_samples(trained, family):
     task, _, summary, rows, workdir = trained(family)
     bpb = [r["eval_bpb"] for r in rows if "eval_bpb" in r]
     assert len(bpb) == 3
-    assert bpb[-1] < bpb[0] - 0.3 and bpb[-1] < 5.2, bpb  # uniform over bytes is 8 bits
+    assert bpb[-1] < bpb[0] - 0.3 and bpb[-1] < unigram_bpb() - 0.2, (bpb, unigram_bpb())
     sample = (workdir / "samples" / f"text_{RUN['steps']:06d}.txt").read_text()
     assert sample.count("--- sample") == RUN["num_samples"] and sample.count(f"\n{task.config.prompt}") == 2
 

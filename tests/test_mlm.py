@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from aigc_jax.data.scrambled_words import scramble
+from aigc_jax.data.text import EMBEDDED
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.loop import initial_state, root_keys
 from aigc_jax.errors import UserError
 from aigc_jax.models.bert import MASK_ID
-from aigc_jax.tasks.mlm import mask_batch
+from aigc_jax.tasks.mlm import byte_windows, mask_batch
 from conftest import train_family
 from train.cli import build_task
 
@@ -55,8 +56,8 @@ def test_scramble_keeps_bytes_and_word_ends():
 def pretrained(tmp_path_factory):
     """A finished tiny mlm run: (workdir, its metrics.jsonl rows)."""
     workdir = tmp_path_factory.mktemp("mlm")
-    _, rows = train_family("mlm", workdir, **TINY, parallel="jit", steps=60, learning_rate=3e-3, warmup_steps=0, log_every=10,
-                           eval_every=0, ckpt_every=80, num_samples=2)
+    _, rows = train_family("mlm", workdir, **{**TINY, "batch_size": 16}, parallel="jit", steps=120, learning_rate=3e-3,
+                           warmup_steps=0, log_every=10, eval_every=0, ckpt_every=120, num_samples=2)
     return workdir, rows
 
 
@@ -65,7 +66,15 @@ def test_mlm_tiny_run_learns(pretrained):
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses[-1] < losses[0] - 1.0, losses  # from ~ln 256 = 5.5 nats towards the byte statistics
     final = next(r for r in reversed(rows) if "eval_mlm_accuracy" in r)
-    assert final["eval_mlm_accuracy"] > 0.1 and final["eval_mlm_loss"] < losses[0]
+    assert final["eval_mlm_accuracy"] > most_frequent_byte_accuracy() + 0.03 and final["eval_mlm_loss"] < losses[0]
+
+
+def most_frequent_byte_accuracy() -> float:
+    """The trivial baseline: always guess the train split's most frequent byte (a space), scored on
+    the held-out bytes; masked positions are drawn uniformly, so this is its expected accuracy."""
+    data = byte_windows(EMBEDDED, "", TINY["seq_len"])
+    guess = np.bincount(data.train["tokens"].ravel(), minlength=256).argmax()
+    return float((data.test["tokens"] == guess).mean())
 
 
 def _state(task):

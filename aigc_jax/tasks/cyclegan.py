@@ -20,6 +20,11 @@ true label instead; `eval_judge_accuracy_a/b` is the judge's accuracy on the rea
 domain (context: how well the digits judge reads printed digits at all); `eval_fd_ab/ba` is the
 judge-feature Fréchet distance of the translations to the real test images of the target domain;
 `eval_cycle_ab/ba` the mean absolute reconstruction error per pixel in [0, 1].
+
+The trivial baseline is the identity translator (G(a) = a): it keeps every class (class_kept 1.0)
+and reconstructs perfectly (cycle 0), so those metrics alone reward doing nothing. What it cannot
+do is look like the other domain: `eval_fd_identity` is its FD, real A against real B test
+images, and a translator earns its class_kept only with `fd_ab` and `fd_ba` below it.
 """
 
 import jax
@@ -238,6 +243,7 @@ class CycleGANTask(Task):
                           for s in ("sum", "outer")}
             out["fd_ab"] = frechet_from_sums(per_domain, "ab", "b")  # G(a) vs real printed
             out["fd_ba"] = frechet_from_sums(per_domain, "ba", "a")  # F(b) vs real handwritten
+            out["fd_identity"] = frechet_from_sums(per_domain, "a", "b")  # the identity translator's
         return out
 
     def sample(self, state, rng, batch):
