@@ -1,11 +1,13 @@
 """`digits`: the real UCI handwritten digits that scikit-learn ships inside its wheel, as a TFDS dataset.
 
-1,797 grey 8x8 images of the digits 0-9 (43 writers, 16 grey levels), from the UCI "Optical
-Recognition of Handwritten Digits" set. Stored at 28x28 (`image`, the MNIST size) and 32x32
+1,797 grey 8x8 images of the digits 0-9 (16 grey levels): scikit-learn's copy is the test part of
+the UCI "Optical Recognition of Handwritten Digits" set, written by 13 people (its 30 training
+writers are not included). Stored at 28x28 (`image`, the MNIST size) and 32x32
 (`image32`, for convolutional GANs), upsampled bilinearly from 8x8 with Pillow, uint8 in [0, 255].
 
 The split is fixed and documented: a permutation of the 1,797 examples drawn with
-`numpy.random.default_rng(0)`; the first 1,437 are `train`, the last 360 are `test` (80/20).
+`numpy.random.default_rng(0)`; the first 1,437 are `train`, the last 360 are `test` (80/20). It
+is by image, so the two splits share writers.
 The builder needs no network and no TensorFlow: it writes array_record files that
 `tfds.data_source` reads.
 """
