@@ -15,25 +15,38 @@ import sys
 DEFAULT_OUT = os.path.join("runs", "benchmarks")
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse, with bad arguments raised as a one-line UserError (exit 2 in `main`)."""
+
     def error(self, message):
         from aigc_jax.errors import UserError
 
-        raise UserError(f"{message}; see python -m benchmarks --help")
+        raise UserError(f"{message}; see {self.prog} --help")
 
 
-def _csv(text: str) -> list[str]:
+def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def check_families(families: list[str] | None) -> None:
+    """`--families`: every name registered (UserError naming the known ones), and not empty."""
+    from aigc_jax.errors import UserError
+    from aigc_jax.tasks import registry
+
+    for family in families or []:
+        registry.get(family)  # raises UserError naming the known families
+    if families == []:
+        raise UserError("--families is empty; expected at least one of " + ", ".join(registry.FAMILIES))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from aigc_jax.engine.config import DTYPES, PARALLEL_MODES
     from benchmarks.presets import PRESETS
 
-    p = _Parser(prog="python -m benchmarks", description="Time every family's compiled train step.")
+    p = Parser(prog="python -m benchmarks", description="Time every family's compiled train step.")
     p.add_argument("--preset", choices=PRESETS, help="default: gpu when an accelerator is present, else cpu")
-    p.add_argument("--families", type=_csv, help="comma-separated (default: every registered family)")
-    p.add_argument("--modes", type=_csv, default=["sharded"], help=f"comma-separated from {', '.join(PARALLEL_MODES)}")
+    p.add_argument("--families", type=csv_list, help="comma-separated (default: every registered family)")
+    p.add_argument("--modes", type=csv_list, default=["sharded"], help=f"comma-separated from {', '.join(PARALLEL_MODES)}")
     p.add_argument("--torch", action="store_true", help="add PyTorch eager and torch.compile rows (needs the torch extra)")
     p.add_argument("--torch-threads", type=int, help="torch.set_num_threads for the twins (default: torch's own)")
     p.add_argument("--clock", choices=("wall", "process"), default="wall",
@@ -54,17 +67,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def check_args(args) -> None:
     from aigc_jax.engine.config import PARALLEL_MODES
     from aigc_jax.errors import UserError
-    from aigc_jax.tasks import registry
 
     for mode in args.modes:
         if mode not in PARALLEL_MODES:
             raise UserError(f"--modes {mode!r}: expected a comma-separated list of {', '.join(PARALLEL_MODES)}")
     if not args.modes:
         raise UserError("--modes is empty; expected at least one of " + ", ".join(PARALLEL_MODES))
-    for family in args.families or []:
-        registry.get(family)  # raises UserError naming the known families
-    if args.families == []:
-        raise UserError("--families is empty; expected at least one of " + ", ".join(registry.FAMILIES))
+    check_families(args.families)
     if args.torch_threads is not None and args.torch_threads < 1:
         raise UserError(f"--torch-threads {args.torch_threads}: expected an integer >= 1")
     if not args.seconds > 0:

@@ -22,11 +22,6 @@ def xla_flags_env() -> str:
     return os.environ.get("XLA_FLAGS", "")
 
 
-def engine_xla_flags() -> dict:
-    """The engine's account of XLA_FLAGS: which flags its defaults added, whether XLA read them."""
-    return xla_flags_in_effect()
-
-
 def jax_environment() -> dict:
     devices = jax.devices()
     return {
@@ -45,6 +40,6 @@ def jax_environment() -> dict:
         "local_device_count": jax.local_device_count(),
         "process_count": jax.process_count(),
         "xla_flags": xla_flags_env(),
-        "engine_xla_flags": engine_xla_flags(),
+        "engine_xla_flags": xla_flags_in_effect(),  # which flags the engine's defaults added
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
     }

@@ -27,6 +27,8 @@ import tempfile
 import time
 import traceback
 
+from benchmarks.cli import Parser, check_families, csv_list
+
 MODE = "sharded"  # the engine's default parallel mode
 DTYPE = "bfloat16"
 DEFAULT_OUT = os.path.join("runs", "gpu_check")
@@ -68,22 +70,11 @@ VOCAB_NOTE = ("The GPT-2 check reads byte data (256 symbols) through a {vocab}-e
 
 # --- arguments ----------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        from aigc_jax.errors import UserError
-
-        raise UserError(f"{message}; see python -m benchmarks.gpu_check --help")
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m benchmarks.gpu_check",
+    p = Parser(prog="python -m benchmarks.gpu_check",
                 description="GPT-2 small MFU, PPO 256-seed env steps/s and every family's gpu preset, in bfloat16.")
     p.add_argument("--dry-run", action="store_true", help="tiny shapes, targets not judged: the CPU test of this path")
-    p.add_argument("--families", type=_csv, help="comma-separated (default: every registered family)")
+    p.add_argument("--families", type=csv_list, help="comma-separated (default: every registered family)")
     p.add_argument("--seconds", type=float, help="timed seconds per family (default 1; dry run 0.05)")
     p.add_argument("--check-seconds", type=float, help="timed seconds per check (default 5; dry run 0.1)")
     p.add_argument("--gpt2-batch", type=int, help="sequences per GPT-2 step (default 32)")
@@ -104,12 +95,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def check_args(args) -> None:
     from aigc_jax.errors import UserError
-    from aigc_jax.tasks import registry
 
-    for family in args.families or []:
-        registry.get(family)  # raises UserError naming the known families
-    if args.families == []:
-        raise UserError("--families is empty; expected at least one of " + ", ".join(registry.FAMILIES))
+    check_families(args.families)
     for flag, value in (("--seconds", args.seconds), ("--check-seconds", args.check_seconds), ("--budget-s", args.budget_s)):
         if not value > 0:
             raise UserError(f"{flag} {value}: expected a number > 0")

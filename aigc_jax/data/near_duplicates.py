@@ -80,8 +80,7 @@ def groups(docs: dict[str, bytes], min_shared: float = 0.0, size: int = WINDOW) 
     names = sorted(docs)
     counts = shared_windows([docs[name] for name in names], size)
     totals = np.array([max(len(window_starts(len(docs[name]), size)), 1) for name in names])
-    linked = counts > min_shared * totals[:, None]
-    linked = linked & (counts > 0)
+    linked = counts > min_shared * totals[:, None]  # min_shared 0: any shared window
     parent = list(range(len(names)))
 
     def root(i):

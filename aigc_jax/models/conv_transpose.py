@@ -53,7 +53,7 @@ def _tap_range(tap: int, stride: int, pad_low: int, n_in: int, n_out: int) -> tu
 
 
 def kernel_gradient(x, dy, kernel_size: Sequence[int], strides: Sequence[int], pads) -> jax.Array:
-    """d(sum(dy * conv_transpose(x, k))) / dk, [kh, kw, in, out]: one matmul per tap."""
+    """d(sum(dy * conv_transpose(x, k))) / dk, [kh, kw, in, out] in float32: one matmul per tap."""
     taps = []
     for ty in range(kernel_size[0]):
         row = []
@@ -67,7 +67,7 @@ def kernel_gradient(x, dy, kernel_size: Sequence[int], strides: Sequence[int], p
             phase = dy[:, py:py + strides[0] * (cy - 1) + 1:strides[0], px:px + strides[1] * (cx - 1) + 1:strides[1]]
             row.append(jnp.einsum("bhwi,bhwo->io", window, phase, preferred_element_type=jnp.float32))
         taps.append(jnp.stack(row))
-    return jnp.stack(taps).astype(x.dtype)
+    return jnp.stack(taps)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
