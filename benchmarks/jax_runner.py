@@ -20,7 +20,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from aigc_jax.data import sampler
-from aigc_jax.engine import loop
+from aigc_jax.engine import run as engine_run
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.errors import UserError
 from benchmarks import records
@@ -39,7 +39,7 @@ def host_batches(task, data, n: int) -> list[dict]:
     if data is None:
         return [{} for _ in range(n)]
     c = task.config
-    return [loop.host_batch(data.train, sampler.batch_indices(data.num_train, c.batch_size, i, c.seed))
+    return [engine_run.host_batch(data.train, sampler.batch_indices(data.num_train, c.batch_size, i, c.seed))
             for i in range(n)]
 
 
@@ -77,7 +77,7 @@ def _device_peak_memory(devices) -> int | None:
 def initial_data_and_state(task):
     """The family's data splits (or None) and the training loop's initial state."""
     data = task.load_data()
-    return data, loop.initial_state(task, data, loop.root_keys(task.config.seed)["init"])
+    return data, engine_run.initial_state(task, data, engine_run.root_keys(task.config.seed)["init"])
 
 
 def trace_dir(profile_root: str, family: str, mode: str) -> str:
@@ -105,7 +105,7 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
         peak_source=peak.source, shape=dict(type(task).benchmark_presets.get(preset, {})),
         xla_flags=xla_flags_env(), profile_dir=profile_dir)
 
-    keys = loop.root_keys(config.seed)
+    keys = engine_run.root_keys(config.seed)
     data, state = prepare(task)
     state = _copy_tree(state)  # the step donates its input: keep the caller's state intact
     state = compiled.place_state(jax.device_put(state, NamedSharding(compiled.mesh, P())))

@@ -23,7 +23,7 @@ def measure(preset: str, tokens: int, prompt_bytes: int, batches: list[int], rep
     import jax.numpy as jnp
 
     from aigc_jax import decoding
-    from aigc_jax.engine.loop import initial_state, root_keys
+    from aigc_jax.engine.run import initial_state, root_keys
     from aigc_jax.rl.throughput import timed_call
     from aigc_jax.tasks.gpt import GPTTask
     from benchmarks.presets import preset_config

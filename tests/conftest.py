@@ -40,7 +40,7 @@ def run_mode(family: str, overrides: dict, mode: str, data, steps: int, batch: i
 
     from aigc_jax.data import sampler
     from aigc_jax.engine.compile import compile_task
-    from aigc_jax.engine.loop import initial_state, root_keys
+    from aigc_jax.engine.run import initial_state, root_keys
     from train.cli import build_task
 
     task = build_task(family, {**overrides, "batch_size": str(batch), "parallel": mode})

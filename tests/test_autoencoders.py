@@ -2,14 +2,12 @@
 probe better than the same network's at random init), `conv_vae` (ELBO rises) and `vae_gan`
 (finite D/G losses, reconstruction error and judge FD fall)."""
 
-import jax
 import numpy as np
 import pytest
 
 from aigc_jax.data.images import load_image_splits
-from aigc_jax.engine.loop import initial_state, root_keys
+from aigc_jax.engine.run import Run
 from aigc_jax.errors import UserError
-from aigc_jax.eval.linear_probe import probe_accuracy
 from conftest import train_family
 from train.cli import build_task
 
@@ -22,12 +20,7 @@ def series(rows, key):
 
 def random_init_probe(family: str, **overrides) -> float:
     """Probe accuracy of the family's codes at the run's own initial state (same seed, same layers)."""
-    task = build_task(family, {k: str(v) for k, v in overrides.items()})
-    data = task.load_data()
-    state = initial_state(task, data, root_keys(task.config.seed)["init"])
-    features = jax.jit(task.probe_features)
-    return probe_accuracy(np.asarray(features(state, {"image": data.train["image"]})), data.train["label"],
-                          np.asarray(features(state, {"image": data.test["image"]})), data.test["label"])
+    return Run(build_task(family, {k: str(v) for k, v in overrides.items()})).evaluate()["eval_probe_accuracy"]
 
 
 def test_autoencoder_reconstructs_and_its_codes_probe_better_than_at_init(tmp_path):

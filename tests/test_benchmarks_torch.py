@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from aigc_jax.data import sampler  # noqa: E402  (after the torch check: the twins import torch)
-from aigc_jax.engine import loop  # noqa: E402
+from aigc_jax.engine import run as engine_run  # noqa: E402
 from aigc_jax.tasks import images as im  # noqa: E402
 from aigc_jax.tasks import registry  # noqa: E402
 from aigc_jax.tasks.base import per_example_normal  # noqa: E402
@@ -70,9 +70,9 @@ def _tiny_step(family):
     config.update(PAST_WARMUP.get(family, {}))
     task = cls(config)
     data = task.load_data()
-    host = loop.host_batch(data.train, sampler.batch_indices(data.num_train, config.batch_size, 0, config.seed))
+    host = engine_run.host_batch(data.train, sampler.batch_indices(data.num_train, config.batch_size, 0, config.seed))
     keys = jax.random.split(jax.random.key(1), config.batch_size)
-    state = loop.initial_state(task, data, jax.random.key(0))
+    state = engine_run.initial_state(task, data, jax.random.key(0))
     new_state, metrics = jax.jit(task.train_step)(state, {**host, "key": keys}, jax.random.key(2))
     noise = JAX_NOISE[family]
     noise = None if noise is None else jax.tree.map(np.asarray, noise(task, keys))

@@ -9,7 +9,7 @@ import pytest
 
 from aigc_jax.data import printed_digits
 from aigc_jax.data.images import load_image_splits
-from aigc_jax.engine.loop import initial_state
+from aigc_jax.engine.run import initial_state
 from aigc_jax.tasks.image_pool import empty_pool, pool_draws, query, query_batch
 from train.cli import build_task
 
@@ -132,7 +132,7 @@ def test_the_identity_translator_keeps_every_class_but_not_below_its_fd_baseline
     # The trivial translator G(a) = a, F(b) = b scores perfect class_kept and cycle error; its FD to
     # the target domain is eval_fd_identity, the figure a real translator must get below.
     from aigc_jax.engine.compile import compile_task
-    from aigc_jax.engine.loop import evaluate
+    from aigc_jax.engine.run import evaluate
 
     cls = type(build_task("cyclegan", TINY))
     identity = type("IdentityCycleGAN", (cls,), {"translations": lambda self, state, a, b: (a, a, b, b)})

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 
 from aigc_jax.engine.config import PARALLEL_MODES
-from aigc_jax.engine.loop import initial_state, root_keys
+from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.engine.sampling import sample_from_workdir
 from conftest import run_mode, train_family
 from train.cli import build_task

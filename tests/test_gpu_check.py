@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.loop import root_keys
+from aigc_jax.engine.run import root_keys
 from aigc_jax.tasks import registry
 from benchmarks import gpu_check, records
 from benchmarks.jax_runner import host_batches, initial_data_and_state

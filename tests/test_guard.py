@@ -9,6 +9,7 @@ import pytest
 
 from aigc_jax.data import sampler
 from aigc_jax.engine import loop, parallel
+from aigc_jax.engine import run as engine_run
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.guard import FLAG, NonFiniteError
@@ -63,8 +64,8 @@ def test_a_poisoned_update_leaves_the_state_bit_identical(mode, where, poison):
     task = poisoned_task(where, poison, parallel=mode)
     data = task.load_data()
     compiled = compile_task(task, mode, task.config.batch_size)
-    keys = loop.root_keys(0)
-    placed = compiled.place_state(loop.initial_state(task, data, keys["init"]))
+    keys = engine_run.root_keys(0)
+    placed = compiled.place_state(engine_run.initial_state(task, data, keys["init"]))
     for step in range(1, POISON_STEP + 1):
         before = leaves(compiled.canonical(placed))
         host = sampler.take(data.train, sampler.batch_indices(data.num_train, task.config.batch_size, step - 1, 0))
@@ -82,7 +83,7 @@ def test_skip_policy_keeps_the_previous_state_in_the_checkpoint(tmp_path):
     summary = loop.train_and_evaluate(task, str(tmp_path), log=lambda *a: None, show_progress=False)
     assert summary["skipped_updates"] == [POISON_STEP] and summary["step"] == 10
     ckpt = Checkpointer(str(tmp_path / "checkpoints"))
-    template = loop.initial_state(task, task.load_data(), loop.root_keys(0)["init"])
+    template = engine_run.initial_state(task, task.load_data(), engine_run.root_keys(0)["init"])
     try:
         states = {s: leaves(ckpt.restore(s, template)[0]) for s in (POISON_STEP - 2, POISON_STEP - 1, POISON_STEP)}
     finally:

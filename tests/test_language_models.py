@@ -18,6 +18,7 @@ import pytest
 from aigc_jax import decoding
 from aigc_jax.data import text
 from aigc_jax.errors import UserError
+from aigc_jax.eval.baselines import unigram_bits
 from conftest import train_family
 from train.cli import build_task
 
@@ -49,7 +50,7 @@ def trained(tmp_path_factory):
         summary, rows = train_family(family, workdir, **TINY[family], **RUN)
         task = build_task(family, config(family))
         data = task.load_data()
-        from aigc_jax.engine.loop import initial_state, root_keys
+        from aigc_jax.engine.run import initial_state, root_keys
 
         template = initial_state(task, data, root_keys(0)["init"])
         state = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(RUN["steps"]), "state"),
@@ -64,8 +65,7 @@ def unigram_bpb() -> float:
     """The trivial baseline: held-out bits per byte of the train split's byte frequencies (add-one),
     over the same target bytes evaluation scores (about 4.9; uniform would be 8)."""
     data = text.load_text_splits(text.EMBEDDED, "", SEQ)
-    counts = np.bincount(data.train["tokens"][:, 1:].ravel(), minlength=256) + 1.0
-    return float(-np.log2(counts / counts.sum())[data.test["tokens"][:, 1:]].mean())
+    return unigram_bits(data.train["tokens"][:, 1:], data.test["tokens"][:, 1:])
 
 
 def held_out(n=4):
@@ -188,7 +188,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 def test_gru_cell_step_wise_decoder_equals_the_full_pass():
     """The optional GRU cell of rnn_lm, untrained: its carried state is the same recurrence."""
-    from aigc_jax.engine.loop import initial_state, root_keys
+    from aigc_jax.engine.run import initial_state, root_keys
 
     task = build_task("rnn_lm", config("rnn_lm", cell="gru"))
     state = initial_state(task, task.load_data(), root_keys(0)["init"])

@@ -11,8 +11,9 @@ import pytest
 from aigc_jax.data.scrambled_words import scramble
 from aigc_jax.data.text import EMBEDDED
 from aigc_jax.engine.checkpoint import Checkpointer
-from aigc_jax.engine.loop import initial_state, root_keys
+from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.errors import UserError
+from aigc_jax.eval.baselines import most_frequent_accuracy
 from aigc_jax.models.bert import MASK_ID
 from aigc_jax.tasks.mlm import byte_windows, mask_batch
 from conftest import train_family
@@ -73,8 +74,7 @@ def most_frequent_byte_accuracy() -> float:
     """The trivial baseline: always guess the train split's most frequent byte (a space), scored on
     the held-out bytes; masked positions are drawn uniformly, so this is its expected accuracy."""
     data = byte_windows(EMBEDDED, "", TINY["seq_len"])
-    guess = np.bincount(data.train["tokens"].ravel(), minlength=256).argmax()
-    return float((data.test["tokens"] == guess).mean())
+    return most_frequent_accuracy(data.train["tokens"], data.test["tokens"])
 
 
 def _state(task):

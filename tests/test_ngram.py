@@ -15,7 +15,7 @@ from aigc_jax.data import sampler
 from aigc_jax.data.text import load_text_splits
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.config import PARALLEL_MODES
-from aigc_jax.engine.loop import initial_state, root_keys
+from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.errors import UserError
 from aigc_jax.models import ngram
 from train.cli import build_task

@@ -9,7 +9,7 @@ import pytest
 
 from aigc_jax.data import sampler
 from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.loop import initial_state, root_keys
+from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.engine.state import TrainState, regularise
 from aigc_jax.errors import UserError
 from train.cli import build_task

@@ -12,7 +12,7 @@ from conftest import train_family
 
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.loop import initial_state
+from aigc_jax.engine.run import initial_state
 from aigc_jax.errors import UserError
 from aigc_jax.rl.advantages import gae, rewards_to_go
 from aigc_jax.rl.runner import make_train, train_seeds

@@ -12,8 +12,8 @@ from aigc_jax.data.augment import Augmentation, augment_batch, two_views
 from aigc_jax.engine import parallel
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.config import PARALLEL_MODES
-from aigc_jax.engine.loop import initial_state, root_keys
-from aigc_jax.tasks.simclr import nt_xent, probe_at_init
+from aigc_jax.engine.run import Run, initial_state, root_keys
+from aigc_jax.tasks.simclr import nt_xent
 from conftest import train_family
 from train.cli import build_task
 
@@ -120,12 +120,12 @@ def test_parallel_modes_agree(digits):
 
 
 def test_tiny_run_learns_and_beats_the_random_init_probe(tmp_path, digits):
-    at_init = probe_at_init(build_task("simclr", SMALL), digits)
+    at_init = Run(build_task("simclr", SMALL), digits).evaluate()
     _, rows = train_family("simclr", tmp_path, **SMALL, steps=200, log_every=10, eval_every=200, ckpt_every=0,
                            sample_every=0)
     losses = [r["loss"] for r in rows if "loss" in r]
     (trained,) = [r for r in rows if "eval_probe_accuracy" in r]
     assert np.mean(losses[-3:]) < np.mean(losses[:2]) - 0.3, losses
-    assert trained["eval_loss"] < at_init["loss"] - 0.3
+    assert trained["eval_loss"] < at_init["eval_loss"] - 0.3
     # The same ridge probe, the same encoder: only training differs (random init ~0.93 here).
-    assert trained["eval_probe_accuracy"] > at_init["probe_accuracy"] + 0.015, (trained, at_init)
+    assert trained["eval_probe_accuracy"] > at_init["eval_probe_accuracy"] + 0.015, (trained, at_init)

@@ -6,7 +6,7 @@ import pytest
 
 from aigc_jax.data import sampler, words
 from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.loop import evaluate, initial_state, root_keys
+from aigc_jax.engine.run import evaluate, initial_state, root_keys
 from aigc_jax.errors import UserError
 from train.cli import build_task
 

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 
-USAGE = ("python -m train FAMILY [--workdir DIR] [--fresh] [--config.KEY=VALUE ...]\n"
+USAGE = ("python -m train [--import MODULE] FAMILY [--workdir DIR] [--fresh] [--config.KEY=VALUE ...]\n"
          "       python -m train sample FAMILY [--workdir DIR] [--seed N] [--prompt TEXT] [--tokens N] "
          "[--config.KEY=VALUE ...]\n"
          "       python -m train --list")
@@ -34,6 +34,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--workdir", default=None, help="default: runs/FAMILY")
     parser.add_argument("--fresh", action="store_true", help="delete the workdir's checkpoints and start over")
     parser.add_argument("--list", action="store_true", help="list the families and exit")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first: a module of yours that registers families (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--seed", type=int, default=0, help="sample: a different draw for each seed")
     text = parser.add_argument_group("language models (shorthands for --config.prompt, --config.sample_tokens, "
@@ -110,24 +112,16 @@ def check_parallel_for_processes(parallel: str) -> None:
 def list_families() -> str:
     from aigc_jax.tasks import registry
 
-    width = max(len(n) for n in registry.FAMILIES)
-    return "\n".join(f"{name:<{width}}  {cls.summary}" for name, cls in registry.FAMILIES.items())
+    names = registry.names()
+    width = max(len(n) for n in names)
+    return "\n".join(f"{name:<{width}}  {registry.get(name).summary}" for name in names)
 
 
 def build_task(family: str, overrides: dict[str, str], trained: dict | None = None):
     """The family's task: default config, then a trained run's saved config, then CLI overrides."""
-    from aigc_jax.engine.config import apply_overrides, validate
     from aigc_jax.tasks import registry
 
-    cls = registry.get(family)
-    config = cls.default_config()
-    for key, value in (trained or {}).items():
-        if key in config:
-            config[key] = tuple(value) if isinstance(config[key], tuple) else value
-    config.family = family
-    config = apply_overrides(config, overrides)
-    validate(config, cls.config_ranges, cls.config_choices)
-    return cls(config)
+    return registry.build(family, overrides, trained=trained)
 
 
 def _scalars(metrics: dict) -> str:
@@ -169,6 +163,9 @@ def main(argv: list[str]) -> int:
 
     try:
         args, overrides = parse_args(argv)
+        from aigc_jax.tasks import registry
+
+        registry.import_families(args.imports)
         if args.list:
             print(list_families())
             return 0
@@ -226,4 +223,4 @@ def sample(args, overrides: dict[str, str]) -> int:
 def _family_names():
     from aigc_jax.tasks import registry
 
-    return list(registry.FAMILIES)
+    return registry.names()

@@ -2,12 +2,9 @@
 
 import os
 
-import jax
-import ml_collections
-
 from aigc_jax.engine.checkpoint import Checkpointer
-from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.loop import eval_batch_size_for, first_test_batch, initial_state, root_keys, saved_config
+from aigc_jax.engine.loop import saved_config
+from aigc_jax.engine.run import Run
 from aigc_jax.engine.samples import write_samples
 from aigc_jax.errors import UserError
 
@@ -31,23 +28,14 @@ def sample_from_workdir(task, workdir: str, out_dir: str | None = None, seed_off
     The files are named `{name}_{step}_seed{seed_offset}`, so they never overwrite the training
     run's own samples (`{name}_{step}`) or another seed's. The workdir is only read (a damaged
     checkpoint is skipped, not moved)."""
-    config: ml_collections.ConfigDict = task.config
-    data = task.load_data()
-    compiled = compile_task(task, "jit", config.batch_size)
-    keys = root_keys(config.seed)
-    template = jax.device_put(initial_state(task, data, keys["init"]),
-                              jax.sharding.NamedSharding(compiled.mesh, jax.sharding.PartitionSpec()))
+    run = Run(task, mode="jit")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
         # Sampling may change any key that leaves the arrays as they are (truncation, prompts, ...).
-        restored = ckpt.restore_latest(template, config.to_dict(), resumable=tuple(config.keys()), move_damaged=False)
+        step = run.restore(ckpt, resumable=tuple(task.config.keys()), move_damaged=False, same_position=False)
     finally:
         ckpt.close()
-    if restored is None:
+    if step is None:
         raise UserError(f"no readable checkpoint in {ckpt.directory!r}; expected a trained workdir")
-    step, state, _ = restored
-    batch = first_test_batch(compiled, data, eval_batch_size_for(config, compiled, data.num_test if data else 1))
-    rng = jax.random.fold_in(keys["sample"], seed_offset) if seed_offset else keys["sample"]
-    outputs = jax.device_get(compiled.sample(state, rng, batch))
-    return write_samples(out_dir or os.path.join(workdir, "samples"), step, task.render_samples(outputs),
+    return write_samples(out_dir or os.path.join(workdir, "samples"), step, task.render_samples(run.sample_outputs(seed_offset)),
                          suffix=f"_seed{seed_offset}")

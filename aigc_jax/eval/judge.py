@@ -51,9 +51,9 @@ def judge_dir(dataset: str = "digits", data_dir: str = "") -> str:
 
 
 def _judge_task(dataset: str, data_dir: str):
-    from train.cli import build_task  # the CLI's own config path: defaults, overrides, validation
+    from aigc_jax.tasks.registry import build  # every family's config path: defaults, overrides, validation
 
-    return build_task("cnn", {**JUDGE_CONFIG, "dataset": dataset, "data_dir": data_dir})
+    return build("cnn", {**JUDGE_CONFIG, "dataset": dataset, "data_dir": data_dir})
 
 
 def _train(task, workdir: str) -> dict:
@@ -78,7 +78,7 @@ def _train(task, workdir: str) -> dict:
 
 def _restore(task, workdir: str):
     from aigc_jax.engine.checkpoint import Checkpointer
-    from aigc_jax.engine.loop import initial_state, root_keys
+    from aigc_jax.engine.run import initial_state, root_keys
 
     data = task.load_data()
     target = initial_state(task, data, root_keys(task.config.seed)["init"])

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 
 from aigc_jax.engine.config import validate
-from aigc_jax.engine.loop import root_keys
+from aigc_jax.engine.run import root_keys
 from aigc_jax.tasks import registry
 
 

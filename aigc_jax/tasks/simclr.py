@@ -8,8 +8,8 @@ cross-entropy). Labels are never used in training.
 
 Quality is the engine's linear probe (`linear_probe = True`): ridge regression from the frozen
 encoder features h (before the head) fitted on the train split, accuracy on the test split
-(`eval_probe_accuracy`). `probe_at_init` measures the same probe on the encoder as initialised,
-the baseline a trained encoder has to beat. `eval_loss` / `eval_pair_accuracy` are NT-Xent and
+(`eval_probe_accuracy`). `Run(task).evaluate()` measures the same probe on the encoder as
+initialised, the baseline a trained encoder has to beat. `eval_loss` / `eval_pair_accuracy` are NT-Xent and
 partner retrieval on augmented test views within each eval batch (they depend on its size).
 """
 
@@ -164,16 +164,3 @@ class SimCLRTask(Task):
         forward += flops.dense(views, c.projection, views)  # the similarity matrix of all views
         return flops.train(forward)  # the augmentations' resampling is not counted
 
-
-def probe_at_init(task: SimCLRTask, data=None) -> dict:
-    """The engine's evaluation (probe accuracy included) of the encoder as the training loop
-    initialises it for this config, before any step: the baseline of `eval_probe_accuracy`."""
-    from aigc_jax.engine import loop
-    from aigc_jax.engine.compile import compile_task
-
-    data = task.load_data() if data is None else data
-    compiled = compile_task(task, task.config.parallel, task.config.batch_size)  # as the run evaluates
-    keys = loop.root_keys(task.config.seed)
-    state = loop.initial_state(task, data, keys["init"])
-    eval_bs = loop.eval_batch_size_for(task.config, compiled, data.num_test)
-    return loop.evaluate(task, compiled, state, data.test, keys["eval"], eval_bs, data.train)

@@ -1,0 +1,266 @@
+"""`Run`: one family's training run in memory, the object scripts, the loop and the sampler share.
+
+It puts together, once and in one order, what every user of a task needs: the compiled step
+(`compile_task`, mode from `config.parallel`), the data, the run's named keys, the initial state
+placed for the step, and the number of steps taken. Its rules are the loop's: batch `s` is a pure
+function of (seed, s) and step `s` uses `fold_in(train_key, s)`, so `Run(task).train(n)` computes
+what `python -m train` computes for its first n steps, and a saved run resumes exactly.
+
+    run = Run(aigc_jax.build("vae", latent=8))
+    run.train(100); run.evaluate(); run.sample(seed=0)
+    run.save("/tmp/w"); run = Run.load("/tmp/w")
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from aigc_jax.data import sampler
+from aigc_jax.engine.checkpoint import Checkpointer, latest_config
+from aigc_jax.engine.compile import CompiledTask, compile_task
+from aigc_jax.engine.guard import FLAG
+from aigc_jax.engine.metrics import to_python, write_atomically
+from aigc_jax.engine.state import regularise
+from aigc_jax.errors import UserError
+from aigc_jax.eval.linear_probe import probe_accuracy
+
+LOAD = object()  # Run(task): read the task's data
+
+
+def host_batch(arrays: dict, indices: np.ndarray) -> dict:
+    """This process's slice of the global batch `indices`."""
+    local = np.array_split(indices, jax.process_count())[jax.process_index()]
+    return sampler.take(arrays, local)
+
+
+def root_keys(seed: int) -> dict:
+    """The run's named keys, all from the one config seed."""
+    names = ("init", "train", "eval", "sample")
+    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
+
+
+def initial_state(task, data, rng):
+    """The task's freshly initialised state, built from the first training batch, with the engine's
+    regularisation (config.l1, config.l2) attached to its TrainStates (`state.regularise`)."""
+    first = {} if data is None else host_batch(
+        data.train, sampler.batch_indices(data.num_train, task.config.batch_size, 0, task.config.seed))
+    batch = {**first, "key": jax.random.split(rng, task.config.batch_size // jax.process_count())}
+    return strongly_typed(regularise(jax.jit(task.init)(rng, batch), task.config, task.name))
+
+
+def strongly_typed(state):
+    """`state` with weakly typed arrays (a parameter initialised from a Python float, say) made
+    strongly typed. A train step returns strongly typed arrays, so a weakly typed initial state
+    would change the step's input types after one step and make it compile a second time."""
+    return jax.tree.map(lambda x: x.astype(x.dtype) if getattr(x, "weak_type", False) else x, state)
+
+
+def first_test_batch(compiled: CompiledTask, data, size: int) -> dict:
+    """The first `size` test examples (repeated if the split is smaller), for samples that need inputs."""
+    if data is None:
+        return {}
+    batch = sampler.take(data.test, np.arange(size) % data.num_test)
+    return compiled.place_eval_batch(host_batch(batch, np.arange(size)))
+
+
+def padded_batches(split: dict, batch_size: int):
+    """(start, batch with "mask", number of real rows) over a whole split, the last batch padded."""
+    n = len(next(iter(split.values())))
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        pad = batch_size - len(idx)
+        batch = sampler.take(split, np.concatenate([idx, np.zeros(pad, np.int64)]))
+        batch["mask"] = np.concatenate([np.ones(len(idx)), np.zeros(pad)]).astype(np.float32)
+        yield start, batch, len(idx)
+
+
+def split_features(compiled: CompiledTask, state, split: dict, batch_size: int) -> np.ndarray:
+    """The task's probe features of every example of `split`, on the host: [N, D]."""
+    out = []
+    for _, batch, real in padded_batches(split, batch_size):
+        placed = compiled.place_eval_batch(host_batch(batch, np.arange(batch_size)))
+        out.append(np.asarray(jax.device_get(compiled.probe_features(state, placed)))[:real])
+    return np.concatenate(out)
+
+
+def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_size: int, train: dict | None = None) -> dict:
+    """Sum `eval_step` over the whole test split (padded, masked), then average and finalize; with
+    `train` and a task that sets `linear_probe`, add the probe's test accuracy."""
+    n = len(next(iter(test.values())))
+    totals = None
+    for start, batch, _ in padded_batches(test, eval_batch_size):
+        sums = compiled.eval_step(state, compiled.place_eval_batch(host_batch(batch, np.arange(eval_batch_size))),
+                                  jax.random.fold_in(rng, start))
+        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    means = jax.tree.map(lambda x: np.asarray(x, np.float64) / n, jax.device_get(totals))
+    metrics = to_python(task.finalize_eval(means))
+    if compiled.probe_features is not None and train is not None:
+        metrics["probe_accuracy"] = probe_accuracy(
+            split_features(compiled, state, train, eval_batch_size), train["label"],
+            split_features(compiled, state, test, eval_batch_size), test["label"])
+    return metrics
+
+
+def eval_batch_size_for(config, compiled: CompiledTask, test_size: int) -> int:
+    per = compiled.num_devices
+    size = min(config.eval_batch_size, max(test_size, 1))
+    return max(per, -(-size // per) * per)  # round up to a multiple of the device count
+
+
+class Run:
+    def __init__(self, task, data=LOAD, mode: str | None = None):
+        config = task.config
+        self.task = task
+        self.config = config
+        self.compiled = compile_task(task, mode or config.parallel, config.batch_size)  # checks the batch fits
+        self.data = task.load_data() if data is LOAD else data
+        self.keys = root_keys(config.seed)
+        self.steps_done = 0
+        self.state = self.compiled.place_state(initial_state(task, self.data, self.keys["init"]))
+        self._eval_inputs = None
+
+    # ---- data and keys: pure functions of (seed, step) ----
+
+    @property
+    def num_train(self) -> int:
+        return self.data.num_train if self.data is not None else 0
+
+    def host_batch(self, step: int) -> dict:
+        """This process's rows of the batch of step `step` (0-based), before placement."""
+        if self.data is None:
+            return {}
+        return host_batch(self.data.train, sampler.batch_indices(self.num_train, self.config.batch_size, step,
+                                                                 self.config.seed))
+
+    def position(self, step: int) -> dict:
+        """Where in the data step `step` is (saved with checkpoints, checked on resume)."""
+        if self.data is None:
+            return {"step": step}
+        return sampler.position(self.num_train, self.config.batch_size, step)
+
+    # ---- training ----
+
+    def advance(self) -> dict:
+        """One compiled train step on the next batch; the metrics stay on the device (no sync)."""
+        step = self.steps_done
+        batch = self.compiled.place_batch(self.host_batch(step))
+        self.state, metrics = self.compiled.train_step(self.state, batch, jax.random.fold_in(self.keys["train"], step))
+        self.steps_done = step + 1
+        return metrics
+
+    def step(self) -> dict:
+        """One train step; its metrics as Python floats."""
+        return to_python({k: v for k, v in jax.device_get(self.advance()).items() if k != FLAG})
+
+    def train(self, steps: int) -> dict:
+        """`steps` train steps; the last step's metrics as Python floats."""
+        if steps < 1:
+            raise UserError(f"train({steps!r}): expected at least 1 step")
+        for _ in range(steps - 1):
+            self.advance()
+        return self.step()
+
+    # ---- looking at it ----
+
+    def canonical_state(self):
+        """The state as one global pytree (what is evaluated and checkpointed)."""
+        return self.compiled.canonical(self.state)
+
+    @property
+    def test_split(self) -> dict | None:
+        if self.data is not None:
+            return self.data.test
+        if self._eval_inputs is None:
+            self._eval_inputs = self.task.eval_inputs()
+        return self._eval_inputs
+
+    def eval_batch_size(self) -> int:
+        test = self.test_split
+        return eval_batch_size_for(self.config, self.compiled, len(next(iter(test.values()))) if test else 1)
+
+    def evaluate(self, state=None) -> dict:
+        """The family's eval metrics on its test split, named as metrics.jsonl names them (eval_*)."""
+        if self.test_split is None:
+            raise UserError(f"family {self.config.family!r} has no evaluation; expected a family with a test split")
+        state = self.canonical_state() if state is None else state
+        metrics = evaluate(self.task, self.compiled, state, self.test_split, self.keys["eval"], self.eval_batch_size(),
+                           self.data.train if self.data is not None else None)
+        return {f"eval_{k}": v for k, v in metrics.items()}
+
+    def sample_outputs(self, seed: int = 0, state=None) -> dict:
+        """The task's sample arrays (images in [0, 1], token ids, ...) for `seed` (0: the run's own)."""
+        state = self.canonical_state() if state is None else state
+        batch = first_test_batch(self.compiled, self.data, self.eval_batch_size())
+        rng = jax.random.fold_in(self.keys["sample"], seed) if seed else self.keys["sample"]
+        return jax.device_get(self.compiled.sample(state, rng, batch))
+
+    def sample(self, seed: int = 0) -> dict:
+        """What `python -m train sample` writes, before it is written: {name: images or text}."""
+        return self.task.render_samples(self.sample_outputs(seed))
+
+    # ---- checkpoints ----
+
+    def checkpoint(self, ckpt: Checkpointer, step: int | None = None) -> None:
+        step = self.steps_done if step is None else step
+        ckpt.save(step, self.canonical_state(), data=self.position(step), config=self.config.to_dict(),
+                  meta={"family": self.config.family})
+
+    def restore(self, ckpt: Checkpointer, resumable=None, move_damaged: bool = True,
+                same_position: bool = True) -> int | None:
+        """Continue from the newest good checkpoint in `ckpt` (None: there is none, nothing changed).
+
+        `same_position`: the saved data position must be the one this run computes for that step
+        (a dataset that changed size under a run would silently shift every later batch)."""
+        template = jax.device_put(self.canonical_state(),
+                                  jax.sharding.NamedSharding(self.compiled.mesh, jax.sharding.PartitionSpec()))
+        resumable = self.task.resumable_keys if resumable is None else resumable
+        restored = ckpt.restore_latest(template, self.config.to_dict(), resumable, move_damaged=move_damaged)
+        if restored is None:
+            return None
+        step, state, saved_position = restored
+        if same_position and saved_position != self.position(step):
+            diff = "; ".join(f"{k}: {saved_position.get(k)!r} -> {self.position(step).get(k)!r}"
+                             for k in sorted(set(saved_position) | set(self.position(step)))
+                             if saved_position.get(k) != self.position(step).get(k))
+            raise UserError(f"checkpoint step {step} was saved at another data position ({diff}); expected the "
+                            "same dataset as the run it continues (use --fresh or another --workdir)")
+        self.state = self.compiled.place_state(state)
+        self.steps_done = step
+        return step
+
+    def save(self, workdir: str) -> str:
+        """Checkpoint the run in `workdir/checkpoints` (with its config and family) and write
+        `workdir/config.json`; `Run.load(workdir)` or `python -m train FAMILY --workdir` continue it."""
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=self.config.keep_checkpoints)
+        try:
+            self.checkpoint(ckpt)
+        finally:
+            ckpt.close()
+        if jax.process_index() == 0:
+            write_atomically(os.path.join(workdir, "config.json"),
+                             json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
+        return workdir
+
+    @classmethod
+    def load(cls, workdir: str, **values) -> "Run":
+        """The run saved in `workdir` (by `save` or `python -m train`), at its newest checkpoint, with
+        the config it was trained with (`values` may change what does not change the arrays:
+        steps, sampling settings, ...)."""
+        from aigc_jax.tasks import registry
+
+        found = latest_config(os.path.join(workdir, "checkpoints"))
+        if found is None:
+            raise UserError(f"no checkpoint in {os.path.abspath(os.path.join(workdir, 'checkpoints'))!r}; expected "
+                            "a workdir written by Run.save or python -m train")
+        _, config, family = found
+        run = cls(registry.build(family, trained=config, **values))
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+        try:
+            if run.restore(ckpt, resumable=tuple(run.config.keys()), move_damaged=False) is None:
+                raise UserError(f"no readable checkpoint in {ckpt.directory!r}; expected a trained workdir")
+        finally:
+            ckpt.close()
+        return run
+
