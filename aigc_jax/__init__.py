@@ -6,3 +6,18 @@ from aigc_jax.engine.xla_flags import apply_default_xla_flags as _apply_default_
 _apply_default_xla_flags()
 
 __version__ = "0.1.0"
+
+_API = ("Run", "Task", "base_config", "build", "create_train_state", "families", "load", "register", "train")
+
+
+def __getattr__(name):
+    # The API on first use: `import aigc_jax` stays light (no family is imported until one is needed).
+    if name in _API:
+        from aigc_jax import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'aigc_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

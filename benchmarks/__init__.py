@@ -1,2 +1,2 @@
-"""`python -m benchmarks`: the engine's compiled train step of every family, timed in every
-parallel mode, beside optional PyTorch twins. See docs/benchmarks.md for the method."""
+"""`python -m benchmarks[.claims|.report|.sampling|.gpu_check]` from a checkout: thin shims over
+`aigc_jax.benchmarks` (installed, the same commands are `aigc-bench` and `python -m aigc_jax.benchmarks.X`)."""

@@ -1,5 +1,5 @@
 import sys
 
-from benchmarks.cli import main
+from aigc_jax.benchmarks.cli import main
 
 sys.exit(main(sys.argv[1:]))

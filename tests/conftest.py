@@ -26,7 +26,7 @@ def read_metrics(workdir) -> list[dict]:
 def train_family(family: str, workdir, fresh: bool = True, **overrides) -> tuple[dict, list[dict]]:
     """Train `family` in-process with config overrides; return (summary, metrics.jsonl rows)."""
     from aigc_jax.engine.loop import train_and_evaluate
-    from train.cli import build_task
+    from aigc_jax.cli import build_task
 
     task = build_task(family, {k: str(v) for k, v in overrides.items()})
     summary = train_and_evaluate(task, str(workdir), fresh=fresh, log=lambda *a: None, show_progress=False)
@@ -41,7 +41,7 @@ def run_mode(family: str, overrides: dict, mode: str, data, steps: int, batch: i
     from aigc_jax.data import sampler
     from aigc_jax.engine.compile import compile_task
     from aigc_jax.engine.run import initial_state, root_keys
-    from train.cli import build_task
+    from aigc_jax.cli import build_task
 
     task = build_task(family, {**overrides, "batch_size": str(batch), "parallel": mode})
     compiled = compile_task(task, mode, batch)

@@ -9,7 +9,7 @@ from aigc_jax.data.images import load_image_splits
 from aigc_jax.engine.run import Run
 from aigc_jax.errors import UserError
 from conftest import train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 RUN = {"log_every": 10, "ckpt_every": 0, "sample_every": 0}
 

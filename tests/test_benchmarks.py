@@ -15,10 +15,10 @@ from PIL import Image
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.tasks import registry
 from aigc_jax.tasks.classifier import MLPClassifier
-from benchmarks import plot, records, report, traces
-from benchmarks.jax_runner import benchmark_family
-from benchmarks.peaks import Peak, table_peak
-from benchmarks.timing import CLOCKS, measure
+from aigc_jax.benchmarks import plot, records, report, traces
+from aigc_jax.benchmarks.jax_runner import benchmark_family
+from aigc_jax.benchmarks.peaks import Peak, table_peak
+from aigc_jax.benchmarks.timing import CLOCKS, measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK = Peak(0.1, "fixed for the tests")
@@ -220,7 +220,7 @@ def restore_compilation_cache():
 
 
 def test_profile_traces_the_timed_steps_of_each_jax_measurement(tmp_path, capsys, restore_compilation_cache):
-    from benchmarks.cli import main
+    from aigc_jax.benchmarks.cli import main
 
     out = {k: str(tmp_path / f"out.{k}") for k in ("json", "md", "png")}
     argv = ["--preset", "tiny", "--families", "mlp", "--modes", "jit", "--seconds", "0.02",
@@ -268,7 +268,7 @@ def test_cli_writes_its_outputs_without_importing_torch(tmp_path):
     (["--preset", "huge"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys):
-    from benchmarks.cli import main
+    from aigc_jax.benchmarks.cli import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -276,7 +276,7 @@ def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys):
 
 
 def test_sampling_benchmark_times_both_decoders():
-    from benchmarks import sampling
+    from aigc_jax.benchmarks import sampling
 
     doc = sampling.measure("tiny", tokens=8, prompt_bytes=4, batches=[2], repeats=1, log=lambda *a: None)
     (row,) = doc["rows"]

@@ -15,10 +15,10 @@ from aigc_jax.tasks import images as im  # noqa: E402
 from aigc_jax.tasks import registry  # noqa: E402
 from aigc_jax.tasks.base import per_example_normal  # noqa: E402
 from aigc_jax.tasks.optim import learning_rate_schedule  # noqa: E402
-from benchmarks.peaks import Peak  # noqa: E402
-from benchmarks.presets import preset_config  # noqa: E402
-from benchmarks.torch_twins import TWINS, load_twin  # noqa: E402
-from benchmarks.torch_twins.base import jax_tree, schedule  # noqa: E402
+from aigc_jax.benchmarks.peaks import Peak  # noqa: E402
+from aigc_jax.benchmarks.presets import preset_config  # noqa: E402
+from aigc_jax.benchmarks.torch_twins import TWINS, load_twin  # noqa: E402
+from aigc_jax.benchmarks.torch_twins.base import jax_tree, schedule  # noqa: E402
 
 
 def _gan_noise(task, keys):
@@ -203,8 +203,8 @@ def test_bfloat16_twin_runs_under_autocast():
 
 
 def test_torch_compile_failure_becomes_a_row_that_says_why(monkeypatch):
-    from benchmarks import records
-    from benchmarks.torch_twins import runner
+    from aigc_jax.benchmarks import records
+    from aigc_jax.benchmarks.torch_twins import runner
 
     def broken(self):
         raise RuntimeError("no C++ compiler found\nmore detail")

@@ -15,7 +15,7 @@ from aigc_jax.models.classifier import MLP
 from aigc_jax.tasks.classifier import MLPClassifier
 from conftest import train_family
 from test_reliability import corrupt
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 TINY = dict(batch_size=16, hidden="32,16", log_every=1, eval_every=0, sample_every=0, ckpt_every=4)
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from aigc_jax.tasks import registry
-from benchmarks import claims
-from benchmarks.claims_table import CLAIMS, RELATIONS, Claim, Figure, by_name
+from aigc_jax.benchmarks import claims
+from aigc_jax.benchmarks.claims_table import CLAIMS, RELATIONS, Claim, Figure, by_name
 
 
 def test_readme_table_is_written_from_docs_claims_json():

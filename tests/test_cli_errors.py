@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from train.cli import main
+from aigc_jax.cli import main
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_non_finite_numbers_are_refused(trained, capsys, value):
 def test_every_float_key_of_every_family_refuses_nan_inf_and_negatives():
     from aigc_jax.errors import UserError
     from aigc_jax.tasks import registry
-    from train.cli import build_task
+    from aigc_jax.cli import build_task
 
     checked = 0
     for family, cls in registry.FAMILIES.items():

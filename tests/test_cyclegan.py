@@ -11,7 +11,7 @@ from aigc_jax.data import printed_digits
 from aigc_jax.data.images import load_image_splits
 from aigc_jax.engine.run import initial_state
 from aigc_jax.tasks.image_pool import empty_pool, pool_draws, query, query_batch
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 # One worker runs this whole file, so its module-scoped trained models are built once.
 pytestmark = pytest.mark.xdist_group("cyclegan")
@@ -131,15 +131,11 @@ def test_bad_config_is_a_user_error(key, value):
 def test_the_identity_translator_keeps_every_class_but_not_below_its_fd_baseline():
     # The trivial translator G(a) = a, F(b) = b scores perfect class_kept and cycle error; its FD to
     # the target domain is eval_fd_identity, the figure a real translator must get below.
-    from aigc_jax.engine.compile import compile_task
-    from aigc_jax.engine.run import evaluate
+    from aigc_jax.engine.run import Run
 
     cls = type(build_task("cyclegan", TINY))
     identity = type("IdentityCycleGAN", (cls,), {"translations": lambda self, state, a, b: (a, a, b, b)})
-    task = identity(build_task("cyclegan", {**TINY, "judge_metrics": "true"}).config)
-    data = task.load_data()
-    state = initial_state(task, data, jax.random.key(0))
-    compiled = compile_task(task, "jit", task.config.batch_size)
-    m = evaluate(task, compiled, compiled.place_state(state), data.test, jax.random.key(1), 256)
+    run = Run(identity(build_task("cyclegan", {**TINY, "judge_metrics": "true", "parallel": "jit"}).config))
+    m = {k.removeprefix("eval_"): v for k, v in run.evaluate().items()}
     assert m["class_kept_ab"] == m["class_kept_ba"] == 1.0 and m["cycle_ab"] == m["cycle_ba"] == 0.0
     assert m["fd_ab"] == pytest.approx(m["fd_identity"], rel=1e-6) and m["fd_identity"] > 10.0, m

@@ -8,7 +8,7 @@ from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.engine.sampling import sample_from_workdir
 from conftest import run_mode, train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 SMALL = {"latent": "16", "g_channels": "32,16,8", "d_channels": "8,16,32"}
 

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aigc_jax.engine.config import base_config
-from train.cli import main
+from aigc_jax.cli import main
 
 KNOWN = set(base_config().keys()) | {"hidden", "channels", "latent", "g_hidden", "d_hidden", "beta1"}
 INT_KEYS = ["steps", "batch_size", "eval_batch_size", "log_every", "seed"]

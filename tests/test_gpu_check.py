@@ -13,10 +13,10 @@ import pytest
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.run import root_keys
 from aigc_jax.tasks import registry
-from benchmarks import gpu_check, records
-from benchmarks.jax_runner import host_batches, initial_data_and_state
-from benchmarks.peaks import Peak
-from benchmarks.presets import preset_config
+from aigc_jax.benchmarks import gpu_check, records
+from aigc_jax.benchmarks.jax_runner import host_batches, initial_data_and_state
+from aigc_jax.benchmarks.peaks import Peak
+from aigc_jax.benchmarks.presets import preset_config
 
 CHECKS = {c.name: c for c in gpu_check.CHECKS}
 

@@ -1,4 +1,4 @@
-"""Generator metrics in the feature space of the project's own digits classifier (aigc_jax/eval/judge.py).
+"""Generator metrics in the feature space of the project's own digits classifier (aigc_jax/tasks/judge.py).
 
 The judge is trained once per test session into the session's TFDS data dir (about 30 s on a CPU)
 and restored from its checkpoint afterwards.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.data.images import load_image_splits
-from aigc_jax.eval import judge
+from aigc_jax.tasks import judge
 from conftest import train_family
 
 

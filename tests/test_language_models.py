@@ -20,7 +20,7 @@ from aigc_jax.data import text
 from aigc_jax.errors import UserError
 from aigc_jax.eval.baselines import unigram_bits
 from conftest import train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 # One worker runs this whole file, so its module-scoped trained models are built once.
 pytestmark = pytest.mark.xdist_group("language_models")

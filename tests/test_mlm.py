@@ -17,7 +17,7 @@ from aigc_jax.eval.baselines import most_frequent_accuracy
 from aigc_jax.models.bert import MASK_ID
 from aigc_jax.tasks.mlm import byte_windows, mask_batch
 from conftest import train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 # One worker runs this whole file, so its module-scoped trained models are built once.
 pytestmark = pytest.mark.xdist_group("mlm")
@@ -78,7 +78,8 @@ def most_frequent_byte_accuracy() -> float:
 
 
 def _state(task):
-    return initial_state(task, task.load_data(), root_keys(task.config.seed)["init"])
+    data = task.load_data()
+    return initial_state(task.bind(data), data, root_keys(task.config.seed)["init"])
 
 
 def test_finetune_restores_exactly_the_encoder_and_a_fresh_head(pretrained):

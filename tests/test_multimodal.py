@@ -12,7 +12,7 @@ from aigc_jax.data.tokenizer import words
 from aigc_jax.engine import parallel
 from aigc_jax.tasks.clip import symmetric_info_nce
 from conftest import train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 TINY = {"channels": "4,8", "hidden": 16, "text_width": 16, "embed": 16, "batch_size": 32, "learning_rate": 3e-3}
 

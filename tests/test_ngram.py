@@ -18,7 +18,7 @@ from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.errors import UserError
 from aigc_jax.models import ngram
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 TEXT = b"def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n" * 4
 

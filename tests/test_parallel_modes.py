@@ -8,7 +8,7 @@ from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.errors import UserError
 from conftest import run_mode
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 STEPS, BATCH = 20, 16
 # Narrow models keep compile time down; the modes must agree whatever the widths.

@@ -12,7 +12,7 @@ from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.run import initial_state, root_keys
 from aigc_jax.engine.state import TrainState, regularise
 from aigc_jax.errors import UserError
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 
 def test_update_rule_is_exact():

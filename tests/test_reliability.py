@@ -19,7 +19,7 @@ from aigc_jax.engine.guard import NonFiniteError
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.classifier import MLPClassifier
 from conftest import read_metrics, train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 TINY = dict(batch_size=16, hidden="32,16", log_every=1, eval_every=0, sample_every=0)
 

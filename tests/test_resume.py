@@ -58,7 +58,7 @@ RUN = ["--quiet", "--config.batch_size=16", "--config.hidden=32,16", "--config.l
 
 
 def cli(capsys, *argv):
-    from train.cli import main
+    from aigc_jax.cli import main
 
     code = main(list(argv))
     captured = capsys.readouterr()
@@ -107,7 +107,7 @@ def test_a_signal_before_the_loop_exits_cleanly_with_nothing_written(tmp_path):
         "import os, signal, sys\n"
         "from aigc_jax.engine.loop import train_and_evaluate\n"
         "from aigc_jax.tasks.classifier import MLPClassifier\n"
-        "from train.cli import build_task, report\n"
+        "from aigc_jax.cli import build_task, report\n"
         "class SignalledWhileLoading(MLPClassifier):\n"
         "    def load_data(self):\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
@@ -123,7 +123,7 @@ def test_a_signal_before_the_loop_exits_cleanly_with_nothing_written(tmp_path):
 
 
 def test_the_report_says_which_step_each_metric_is_from():
-    from train.cli import report
+    from aigc_jax.cli import report
 
     summary = {"family": "mlp", "step": 37, "stopped_by": "SIGINT", "started": True, "skipped_updates": [],
                "steps_per_s": 10.0, "train_metrics": {"loss": 0.5}, "eval_metrics": {"eval_accuracy": 0.9},

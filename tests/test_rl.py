@@ -16,7 +16,7 @@ from aigc_jax.engine.run import initial_state
 from aigc_jax.errors import UserError
 from aigc_jax.rl.advantages import gae, rewards_to_go
 from aigc_jax.rl.runner import make_train, train_seeds
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 TINY_PPO = {"batch_size": 4, "num_steps": 16, "num_minibatches": 2, "update_epochs": 2, "hidden": "16,16",
             "eval_episodes": 8, "parallel": "jit"}
@@ -103,13 +103,13 @@ def _tree_close(a, b, rtol=1e-5, atol=1e-6):
 
 def test_vmap_over_seeds_gives_each_seed_its_own_run(two_seeds_run):
     """The engine's 2-seed run is `vmap(update_agent)` over a seed axis; each agent in it matches
-    the same agent of PureJaxRL's form, `jit(vmap(make_train(config)))(keys)` (whole runs).
+    the same agent of PureJaxRL's form, `jit(vmap(make_train(task)))(keys)` (whole runs).
 
     Both sides are vmapped over the seeds: a lone agent's unbatched matmuls may run on another
     XLA:CPU kernel (the engine sends only single matmuls to YNNPACK), and RL amplifies that last-bit
     rounding into visibly different returns within a few updates."""
     task = build_task("ppo", {k: str(v) for k, v in TWO_SEEDS.items()})
-    metrics = jax.device_get(train_seeds(task.config)[1])
+    metrics = jax.device_get(train_seeds(task)[1])
     alone = [jax.tree.map(lambda m, i=i: m[i], metrics) for i in range(task.config.num_seeds)]
     returns = np.stack([m["return"] for m in alone])  # [seed, update]
     assert not np.allclose(returns[0], returns[1])  # two different agents
@@ -140,7 +140,7 @@ def test_resume_is_exact(two_seeds_run, tmp_path):
 
 def test_reinforce_learns():
     task = build_task("reinforce", {"steps": "25", "max_episode_steps": "200"})
-    _, metrics = jax.jit(make_train(task.config))(jax.random.key(0))
+    _, metrics = jax.jit(make_train(task))(jax.random.key(0))
     returns = np.asarray(metrics["return"])
     assert returns[-5:].mean() > 2 * returns[:3].mean(), returns
 

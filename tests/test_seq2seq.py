@@ -17,7 +17,7 @@ from aigc_jax import decoding
 from aigc_jax.data import translation
 from aigc_jax.data.tokenizer import BOS, EOS, PAD, SPECIALS
 from conftest import train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 # One worker runs this whole file, so its module-scoped trained models are built once.
 pytestmark = pytest.mark.xdist_group("seq2seq")

@@ -15,7 +15,7 @@ from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.engine.run import Run, initial_state, root_keys
 from aigc_jax.tasks.simclr import nt_xent
 from conftest import train_family
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 # One worker runs this whole file, so its module-scoped trained models are built once.
 pytestmark = pytest.mark.xdist_group("simclr")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from aigc_jax.data.images import load_image_splits
+from aigc_jax.engine.state import engine_options, evaluation_view
 from aigc_jax.tasks.stylegan import StyleGANTask, mix_styles, mixing_crossover
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 # One worker runs this whole file, so its module-scoped trained models are built once.
 pytestmark = pytest.mark.xdist_group("stylegan")
@@ -33,7 +34,7 @@ def run(task, digits):
     """(initial state, state after STEPS steps, per-step metrics) of one jitted training run."""
     images = digits.train["image"]
     step = jax.jit(task.train_step)
-    init = task.init(jax.random.key(0), {"image": jnp.asarray(images[:16])})
+    init = engine_options(task.init(jax.random.key(0), {"image": jnp.asarray(images[:16])}), task.config, task.name)
     state, metrics = init, []
     for i in range(STEPS):
         idx = np.random.default_rng(i).choice(len(images), 16, replace=False)
@@ -44,12 +45,12 @@ def run(task, digits):
 
 
 def judge_fd(task, state, real):
-    from aigc_jax.eval import judge
+    from aigc_jax.tasks import judge
     from aigc_jax.tasks.images import to_judge_size
 
     keys = jax.random.split(jax.random.key(7), 2 * len(real))
     z = jax.vmap(lambda k: jax.random.normal(k, (task.config.latent,)))(keys[::2])
-    fake = jax.jit(task.generate)(state, z, keys[1::2])
+    fake = jax.jit(task.generate)(evaluation_view(state), z, keys[1::2])  # the EMA generator, as evaluated
     return judge.fd_of_images(judge.judge_params(), np.asarray(to_judge_size(fake)), np.asarray(to_judge_size(real)))
 
 
@@ -65,7 +66,7 @@ def test_lazy_r1_and_the_ema_generator_and_w_avg(task, run):
     init, state, metrics = run
     r1 = [float(m["r1"]) for m in metrics]
     assert all(v > 0 for v in r1[1::2]) and all(v == 0 for v in r1[::2])  # R1 on steps 2, 4, ... only
-    leaves = zip(jax.tree.leaves(state.g_ema), jax.tree.leaves(state.g.params), jax.tree.leaves(init.g.params))
+    leaves = zip(jax.tree.leaves(state.g.ema_params), jax.tree.leaves(state.g.params), jax.tree.leaves(init.g.params))
     moved = [(float(np.abs(e - g).max()), float(np.abs(g - g0).max())) for e, g, g0 in leaves]
     assert all(ema_gap > 0 for ema_gap, trained in moved if trained > 0), moved  # EMA params differ from raw G
     assert not np.allclose(state.w_avg, init.w_avg)

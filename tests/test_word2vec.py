@@ -8,7 +8,7 @@ from aigc_jax.data import sampler, words
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.engine.run import evaluate, initial_state, root_keys
 from aigc_jax.errors import UserError
-from train.cli import build_task
+from aigc_jax.cli import build_task
 
 TINY = dict(vocab_size=600, dim=16, window=1, batch_size=128, learning_rate=0.3, steps=200, parallel="jit")
 STEPS = 200

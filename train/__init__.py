@@ -1,1 +1,2 @@
-"""`python -m train FAMILY`: train any registered family end to end."""
+"""`python -m train FAMILY` from a checkout: a thin shim over `aigc_jax.cli` (installed, the same
+command is `aigc-train FAMILY`)."""

@@ -1,5 +1,5 @@
 import sys
 
-from train.cli import main
+from aigc_jax.cli import main
 
 sys.exit(main(sys.argv[1:]))

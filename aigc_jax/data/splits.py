@@ -12,6 +12,13 @@ class Splits:
 
     train: dict[str, np.ndarray]
     test: dict[str, np.ndarray]
+    # Host-side values a family's steps need besides examples (the judge classifier's params, the
+    # caption gallery, the encoded prompt, a pretrained encoder): `Task.bind` hands them to a new
+    # task, whose compiled steps close over them as constants.
+    constants: dict = dataclasses.field(default_factory=dict)
+
+    def with_constants(self, **constants) -> "Splits":
+        return dataclasses.replace(self, constants={**self.constants, **constants})
 
     @property
     def num_train(self) -> int:

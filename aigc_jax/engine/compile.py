@@ -53,7 +53,7 @@ class CompiledTask:
     canonical: Callable[[Any], Any]  # train_step's layout -> one global state (eval, checkpoint)
     place_batch: Callable[[dict], dict]  # host batch -> device batch for train_step
     place_eval_batch: Callable[[dict], dict]
-    probe_features: Callable | None = None  # (state, placed_batch) -> [B, D], tasks with linear_probe
+    probe_features: Callable | None = None  # (state, placed_batch) -> [B, D], for the task's evaluators
 
     @property
     def num_devices(self) -> int:
@@ -94,7 +94,8 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
     # Replicated outputs: every process can read them (several hosts), and they are small.
     eval_step = jax.jit(eval_fn, out_shardings=replicated)
     sample = jax.jit(task.sample, out_shardings=replicated)
-    probe = jax.jit(task.probe_features, out_shardings=replicated) if task.linear_probe else None
+    needs_features = any(getattr(e, "needs_features", False) for e in task.evaluators)
+    probe = jax.jit(task.probe_features, out_shardings=replicated) if needs_features else None
     identity = lambda state: state  # noqa: E731
 
     if mode in ("jit", "sharded"):

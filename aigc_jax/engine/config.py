@@ -27,6 +27,8 @@ RANGES = {
     "keep_checkpoints": (1, None),
     "l1": (0.0, None),
     "l2": (0.0, None),
+    "grad_accum": (1, None),
+    "ema_decay": (0.0, 1.0),
 }
 DTYPES = ("float32", "bfloat16")
 CHOICES = {"parallel": PARALLEL_MODES, "dtype": DTYPES, "nan_policy": ("stop", "skip")}
@@ -62,6 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
     # l1 * sum|w|, L2 as decoupled (AdamW-style) decay w -= learning_rate * l2 * w per update.
     c.l1 = 0.0
     c.l2 = 0.0
+    # Every family (engine/state.py `engine_options`): average the gradients of grad_accum steps
+    # into one update, and keep an EMA of the weights for evaluation and samples (0 = none).
+    c.grad_accum = 1
+    c.ema_decay = 0.0
     return c
 
 

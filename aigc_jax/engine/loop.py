@@ -104,6 +104,7 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
     stop = StopAgreement(signals)
     chief = jax.process_index() == 0
     run = Run(task, data)
+    task = run.task  # bound to its data: the constants its steps and renderers need
     check_free_space(workdir, run.state, config.keep_checkpoints)
     ckpt_dir = os.path.join(workdir, "checkpoints")
     summary = _summary(config, workdir)

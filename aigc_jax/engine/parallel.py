@@ -9,16 +9,14 @@ functions are the identity. The check happens at trace time, so it costs nothing
 import jax
 from jax import lax
 
+from aigc_jax.models.axes import bound_axis
+
 DATA_AXIS = "data"
 
 
 def bound_data_axis() -> str | None:
     """`DATA_AXIS` when tracing inside shard_map/pmap over it, else None (for BatchNorm's axis_name)."""
-    try:
-        lax.axis_index(DATA_AXIS)
-    except NameError:
-        return None
-    return DATA_AXIS
+    return bound_axis(DATA_AXIS)
 
 
 def data_mean(tree):

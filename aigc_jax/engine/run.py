@@ -8,7 +8,7 @@ what `python -m train` computes for its first n steps, and a saved run resumes e
 
     run = Run(aigc_jax.build("vae", latent=8))
     run.train(100); run.evaluate(); run.sample(seed=0)
-    run.save("/tmp/w"); run = Run.load("/tmp/w")
+    run.save("/tmp/w"); run = aigc_jax.load("/tmp/w")
 """
 
 import json
@@ -18,13 +18,12 @@ import jax
 import numpy as np
 
 from aigc_jax.data import sampler
-from aigc_jax.engine.checkpoint import Checkpointer, latest_config
+from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import CompiledTask, compile_task
 from aigc_jax.engine.guard import FLAG
 from aigc_jax.engine.metrics import to_python, write_atomically
-from aigc_jax.engine.state import regularise
+from aigc_jax.engine.state import engine_options, evaluation_view, regularise
 from aigc_jax.errors import UserError
-from aigc_jax.eval.linear_probe import probe_accuracy
 
 LOAD = object()  # Run(task): read the task's data
 
@@ -47,7 +46,8 @@ def initial_state(task, data, rng):
     first = {} if data is None else host_batch(
         data.train, sampler.batch_indices(data.num_train, task.config.batch_size, 0, task.config.seed))
     batch = {**first, "key": jax.random.split(rng, task.config.batch_size // jax.process_count())}
-    return strongly_typed(regularise(jax.jit(task.init)(rng, batch), task.config, task.name))
+    state = regularise(jax.jit(task.init)(rng, batch), task.config, task.name)
+    return strongly_typed(engine_options(state, task.config, task.name))
 
 
 def strongly_typed(state):
@@ -87,7 +87,7 @@ def split_features(compiled: CompiledTask, state, split: dict, batch_size: int) 
 
 def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_size: int, train: dict | None = None) -> dict:
     """Sum `eval_step` over the whole test split (padded, masked), then average and finalize; with
-    `train` and a task that sets `linear_probe`, add the probe's test accuracy."""
+    `train`, add what the task's evaluators measure (e.g. the linear probe's test accuracy)."""
     n = len(next(iter(test.values())))
     totals = None
     for start, batch, _ in padded_batches(test, eval_batch_size):
@@ -96,10 +96,12 @@ def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_si
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     means = jax.tree.map(lambda x: np.asarray(x, np.float64) / n, jax.device_get(totals))
     metrics = to_python(task.finalize_eval(means))
-    if compiled.probe_features is not None and train is not None:
-        metrics["probe_accuracy"] = probe_accuracy(
-            split_features(compiled, state, train, eval_batch_size), train["label"],
-            split_features(compiled, state, test, eval_batch_size), test["label"])
+    if train is not None:
+        def features(split):
+            return split_features(compiled, state, split, eval_batch_size)
+
+        for evaluator in task.evaluators:
+            metrics.update(to_python(evaluator(features, train, test)))
     return metrics
 
 
@@ -112,13 +114,14 @@ def eval_batch_size_for(config, compiled: CompiledTask, test_size: int) -> int:
 class Run:
     def __init__(self, task, data=LOAD, mode: str | None = None):
         config = task.config
-        self.task = task
-        self.config = config
-        self.compiled = compile_task(task, mode or config.parallel, config.batch_size)  # checks the batch fits
+        compile_task(task, mode or config.parallel, config.batch_size)  # a batch the devices do not divide: said first
         self.data = task.load_data() if data is LOAD else data
+        self.task = task.bind(self.data)  # holds what load_data prepared for the steps (Splits.constants)
+        self.config = config
+        self.compiled = compile_task(self.task, mode or config.parallel, config.batch_size)
         self.keys = root_keys(config.seed)
         self.steps_done = 0
-        self.state = self.compiled.place_state(initial_state(task, self.data, self.keys["init"]))
+        self.state = self.compiled.place_state(initial_state(self.task, self.data, self.keys["init"]))
         self._eval_inputs = None
 
     # ---- data and keys: pure functions of (seed, step) ----
@@ -184,14 +187,14 @@ class Run:
         """The family's eval metrics on its test split, named as metrics.jsonl names them (eval_*)."""
         if self.test_split is None:
             raise UserError(f"family {self.config.family!r} has no evaluation; expected a family with a test split")
-        state = self.canonical_state() if state is None else state
+        state = evaluation_view(self.canonical_state() if state is None else state)
         metrics = evaluate(self.task, self.compiled, state, self.test_split, self.keys["eval"], self.eval_batch_size(),
                            self.data.train if self.data is not None else None)
         return {f"eval_{k}": v for k, v in metrics.items()}
 
     def sample_outputs(self, seed: int = 0, state=None) -> dict:
         """The task's sample arrays (images in [0, 1], token ids, ...) for `seed` (0: the run's own)."""
-        state = self.canonical_state() if state is None else state
+        state = evaluation_view(self.canonical_state() if state is None else state)
         batch = first_test_batch(self.compiled, self.data, self.eval_batch_size())
         rng = jax.random.fold_in(self.keys["sample"], seed) if seed else self.keys["sample"]
         return jax.device_get(self.compiled.sample(state, rng, batch))
@@ -232,7 +235,7 @@ class Run:
 
     def save(self, workdir: str) -> str:
         """Checkpoint the run in `workdir/checkpoints` (with its config and family) and write
-        `workdir/config.json`; `Run.load(workdir)` or `python -m train FAMILY --workdir` continue it."""
+        `workdir/config.json`; `aigc_jax.load(workdir)` or `python -m train FAMILY --workdir` continue it."""
         ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=self.config.keep_checkpoints)
         try:
             self.checkpoint(ckpt)
@@ -242,25 +245,3 @@ class Run:
             write_atomically(os.path.join(workdir, "config.json"),
                              json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
         return workdir
-
-    @classmethod
-    def load(cls, workdir: str, **values) -> "Run":
-        """The run saved in `workdir` (by `save` or `python -m train`), at its newest checkpoint, with
-        the config it was trained with (`values` may change what does not change the arrays:
-        steps, sampling settings, ...)."""
-        from aigc_jax.tasks import registry
-
-        found = latest_config(os.path.join(workdir, "checkpoints"))
-        if found is None:
-            raise UserError(f"no checkpoint in {os.path.abspath(os.path.join(workdir, 'checkpoints'))!r}; expected "
-                            "a workdir written by Run.save or python -m train")
-        _, config, family = found
-        run = cls(registry.build(family, trained=config, **values))
-        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-        try:
-            if run.restore(ckpt, resumable=tuple(run.config.keys()), move_damaged=False) is None:
-                raise UserError(f"no readable checkpoint in {ckpt.directory!r}; expected a trained workdir")
-        finally:
-            ckpt.close()
-        return run
-

@@ -37,5 +37,5 @@ def sample_from_workdir(task, workdir: str, out_dir: str | None = None, seed_off
         ckpt.close()
     if step is None:
         raise UserError(f"no readable checkpoint in {ckpt.directory!r}; expected a trained workdir")
-    return write_samples(out_dir or os.path.join(workdir, "samples"), step, task.render_samples(run.sample_outputs(seed_offset)),
+    return write_samples(out_dir or os.path.join(workdir, "samples"), step, run.task.render_samples(run.sample_outputs(seed_offset)),
                          suffix=f"_seed{seed_offset}")

@@ -9,6 +9,7 @@ Families with several optimizers (GANs) keep one `TrainState` per network inside
 state right after `task.init`, by wrapping its optimizer, so families need no code for it.
 """
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -33,6 +34,21 @@ class TrainState(train_state.TrainState):
         if self.batch_stats is not None:
             out["batch_stats"] = self.batch_stats
         return out
+
+
+class EMATrainState(TrainState):
+    """A TrainState that also keeps an exponential moving average of its params (`config.ema_decay`
+    > 0, `engine_options`), updated with every apply_gradients and checkpointed with the state;
+    evaluation and samples read it (`evaluation_view`). A subclass, so that runs without an EMA keep
+    the checkpoint layout they always had."""
+
+    ema_params: Any = None
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+    def apply_gradients(self, *, grads, **kwargs):
+        new = super().apply_gradients(grads=grads, **kwargs)
+        d = self.ema_decay
+        return new.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, self.ema_params, new.params))
 
 
 def create_train_state(module, variables: dict, tx: optax.GradientTransformation) -> TrainState:
@@ -106,8 +122,8 @@ def regularise(state, config, family: str):
     l1, l2 = float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
     if not (l1 or l2):
         return state
-    is_train_state = lambda x: isinstance(x, train_state.TrainState)  # noqa: E731  (ours or Flax's)
-    if not any(is_train_state(x) for x in jax.tree.leaves(state, is_leaf=is_train_state)):
+    is_train_state = _is_train_state
+    if not _has_train_state(state):
         key = "l1" if l1 else "l2"
         raise UserError(f"config.{key}={config[key]!r}: family {family!r} has no trained weights "
                         f"(no TrainState); expected {key}=0")
@@ -117,3 +133,58 @@ def regularise(state, config, family: str):
         return x.replace(tx=regularised_tx(x.tx, l1, decay)) if is_train_state(x) else x
 
     return jax.tree.map(wrap, state, is_leaf=is_train_state)
+
+
+def _is_train_state(x) -> bool:
+    return isinstance(x, train_state.TrainState)  # ours or Flax's
+
+
+def _has_train_state(state) -> bool:
+    return any(_is_train_state(x) for x in jax.tree.leaves(state, is_leaf=_is_train_state))
+
+
+def engine_options(state, config, family: str):
+    """Every `TrainState` in `state` with the engine options every family gets:
+
+    - `config.grad_accum` = N > 1: the optimizer (`optax.MultiSteps`) averages the gradients of N
+      consecutive steps and updates the weights on every N-th, so N steps of batch B update as one
+      step of batch N * B (the same examples: batches are consecutive slices of one epoch order).
+      Each engine step is one micro-batch: `config.steps` counts micro-batches.
+    - `config.ema_decay` = d > 0: an EMA of the weights (`EMATrainState.ema_params`), used by
+      evaluation and samples.
+    """
+    accumulate, decay = int(config.get("grad_accum", 1)), float(config.get("ema_decay", 0.0))
+    if accumulate <= 1 and decay <= 0.0:
+        return state
+    if not _has_train_state(state):
+        key = "grad_accum" if accumulate > 1 else "ema_decay"
+        raise UserError(f"config.{key}={config[key]!r}: family {family!r} has no trained weights (no TrainState); "
+                        f"expected the default, {key}={1 if key == 'grad_accum' else 0.0}")
+
+    def wrap(x):
+        if not _is_train_state(x):
+            return x
+        if accumulate > 1:
+            tx = optax.MultiSteps(x.tx, every_k_schedule=accumulate).gradient_transformation()
+            x = x.replace(tx=tx, opt_state=tx.init(x.params))
+        if decay > 0.0:
+            if not isinstance(x, TrainState):
+                raise UserError(f"config.ema_decay={decay!r}: family {family!r} keeps a Flax TrainState, not "
+                                "aigc_jax's; expected ema_decay=0")
+            fields = {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}
+            # A copy: the train step donates its state, and one buffer cannot be donated twice.
+            x = EMATrainState(**fields, ema_params=jax.tree.map(jnp.copy, x.params), ema_decay=decay)
+        return x
+
+    return jax.tree.map(wrap, state, is_leaf=_is_train_state)
+
+
+def evaluation_view(state):
+    """`state` as evaluation and samples see it: each TrainState's EMA weights (when kept) in place
+    of its trained ones. Training and checkpoints use the state itself."""
+    def view(x):
+        if isinstance(x, EMATrainState):
+            return x.replace(params=x.ema_params)
+        return x
+
+    return jax.tree.map(view, state, is_leaf=_is_train_state)

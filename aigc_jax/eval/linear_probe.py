@@ -32,3 +32,14 @@ def probe_accuracy(train_features, train_labels, test_features, test_labels, num
     """Test accuracy of the ridge probe fitted on the train features."""
     fit = fit_ridge(train_features, train_labels, num_classes, l2)
     return float((predict(fit, test_features) == np.asarray(test_labels)).mean())
+
+
+class LinearProbe:
+    """An evaluator (a family lists it in `Task.evaluators`): the probe accuracy of the family's
+    `probe_features`, fitted on the train split and scored on the evaluated split. The engine calls
+    it with `features(split) -> [N, D]`, its compiled `probe_features` over a whole split."""
+
+    needs_features = True
+
+    def __call__(self, features, train: dict, test: dict) -> dict:
+        return {"probe_accuracy": probe_accuracy(features(train), train["label"], features(test), test["label"])}

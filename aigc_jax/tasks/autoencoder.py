@@ -2,7 +2,7 @@
 
 Sigmoid outputs trained with the mean squared error per pixel (as the seed does). Metrics:
 `eval_mse` (test reconstruction error per pixel) and `eval_probe_accuracy`, the test accuracy of a
-ridge linear probe on the frozen codes (the engine's `linear_probe`, eval/linear_probe.py).
+ridge linear probe on the frozen codes (the `LinearProbe` evaluator, eval/linear_probe.py).
 Also holds the FLOP counts of the shared conv encoder and decoder (models/autoencoder.py).
 """
 
@@ -17,6 +17,7 @@ from aigc_jax.engine.state import create_train_state
 from aigc_jax.models.autoencoder import ConvAutoencoder, check_stages
 from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task
+from aigc_jax.eval.linear_probe import LinearProbe
 
 IMAGE_SIZE = 28
 KERNEL = 3
@@ -47,7 +48,7 @@ def conv_decoder_flops(batch: int, channels, code: int, size: int = IMAGE_SIZE, 
 class AutoencoderTask(Task):
     name = "autoencoder"
     summary = "convolutional autoencoder, MSE, linear probe on its codes (seed 003)"
-    linear_probe = True
+    evaluators = (LinearProbe(),)
 
     @staticmethod
     def default_config():
@@ -73,9 +74,9 @@ class AutoencoderTask(Task):
         "gpu": {"channels": (128, 256), "code": 256, "batch_size": 4096, "dtype": "bfloat16"},
     }
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         check_stages(config.channels, IMAGE_SIZE)
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @property
     def model(self):

@@ -4,7 +4,9 @@ A task is constructed from its (validated) config and is immutable; its methods 
 functions of their arguments, so the engine can compile them in any parallel mode:
 
 - `load_data()` -> `Splits` of in-memory arrays, or None for families that make their own data
-  (environments). The engine slices batches out of it and adds `batch["key"]`: one PRNG key per
+  (environments). Values the steps need besides examples (a judge's params, a gallery, an
+  encoded prompt) go in `Splits.constants`; the engine runs the steps of `task.bind(data)`, a new
+  task holding them (`self.constant(name)`): nothing is assigned to a task after construction. The engine slices batches out of it and adds `batch["key"]`: one PRNG key per
   example, drawn for the global batch, so per-example noise is the same however the batch is split.
 - `init(rng, batch)` -> the train state pytree.
 - `train_step(state, batch, rng)` -> (state, metrics): a flat dict of scalars. Gradients go through
@@ -14,9 +16,11 @@ functions of their arguments, so the engine can compile them in any parallel mod
 - `eval_step(state, batch, rng)` -> dict of *sums* over the batch's real examples (`batch["mask"]`
   is 1 for real examples and 0 for padding); arrays are allowed. The engine adds them up over the
   test split, divides by the number of examples and passes the means to `finalize_eval`.
-- `probe_features(state, batch)` -> [B, D] frozen features of `batch["image"]`, for families that
-  set `linear_probe = True` (representation learners): the engine's evaluation then adds
-  `probe_accuracy`, a ridge probe fitted on the train split's features (`eval/linear_probe.py`).
+- `evaluators`: host-side evaluations the engine runs after the summed eval, each called as
+  `evaluator(features, train, test) -> metrics`, where `features(split)` runs the compiled
+  `probe_features(state, batch)` ([B, D] frozen features) over a whole split. Representation
+  learners list `eval.linear_probe.LinearProbe()`: a ridge probe fitted on the train split's
+  features, scored on the evaluated split (`probe_accuracy`).
 - `sample(state, rng, batch)` -> {name: images [N, H, W, C] in [0, 1] or text}: what a person
   looks at; written as PNG grids or text files.
 - `render_samples(outputs)` -> host-side post-processing of `sample`'s arrays (e.g. bytes -> text).
@@ -28,6 +32,7 @@ Tasks never call jit, pmap or device_put: the engine decides how a step runs.
 """
 
 import abc
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import jax
@@ -53,11 +58,26 @@ class Task(abc.ABC):
     resumable_keys: ClassVar[tuple[str, ...]] = ()
     # Benchmark shapes: preset name ("tiny", "cpu", "gpu") -> config overrides (see benchmarks/).
     benchmark_presets: ClassVar[dict[str, dict]] = {}
-    # Representation learners: evaluation adds a linear probe on `probe_features` (train -> test).
-    linear_probe: ClassVar[bool] = False
+    # Host-side evaluators run after the summed eval (e.g. eval.linear_probe.LinearProbe()).
+    evaluators: ClassVar[tuple] = ()
 
-    def __init__(self, config: ml_collections.ConfigDict):
+    def __init__(self, config: ml_collections.ConfigDict, constants: dict | None = None):
         self.config = config
+        self.constants = MappingProxyType(dict(constants or {}))  # from load_data, through bind()
+
+    def bind(self, data: Splits | None) -> "Task":
+        """This family's task for `data`: a new task holding the constants `load_data` returned
+        (`Splits.constants`) for its steps to close over; this task is left as it was."""
+        if data is None or not data.constants:
+            return self
+        return type(self)(self.config, {**self.constants, **data.constants})
+
+    def constant(self, name: str):
+        """A value `load_data` prepared (see `bind`); an unbound task is the caller's mistake."""
+        if name not in self.constants:
+            raise RuntimeError(f"{self.name}: no {name!r} among the task's constants; expected a task bound to "
+                               "its data (task.bind(task.load_data()), as aigc_jax.Run does)")
+        return self.constants[name]
 
     @property
     def compute_dtype(self) -> jnp.dtype:
@@ -90,8 +110,8 @@ class Task(abc.ABC):
         return means
 
     def probe_features(self, state, batch: Batch) -> jax.Array:
-        """[B, D] features of the batch's images for the linear probe (when `linear_probe`)."""
-        raise NotImplementedError(f"{self.name} sets linear_probe but gives no probe_features")
+        """[B, D] frozen features of the batch's images, for the family's evaluators."""
+        raise NotImplementedError(f"{self.name} lists evaluators but gives no probe_features")
 
     def sample(self, state, rng: jax.Array, batch: Batch) -> dict[str, Any]:
         return {}

@@ -69,13 +69,11 @@ class CLIPTask(CaptionTask):
         return DualEncoder(vocab_size=len(dc.VOCAB), channels=tuple(c.channels), hidden=c.hidden,
                            text_width=c.text_width, embed=c.embed, dtype=self.compute_dtype)
 
-    gallery = None  # the test split's captions [N, L] and their digits [N], set by load_data()
-
     def load_data(self):
         data = super().load_data()
-        # Closed over by the compiled eval step as constants, like the judge's params elsewhere.
-        self.gallery = (data.test["caption"], data.test["label"])
-        return data
+        # The test split's captions [N, L] and their digits [N]: closed over by the compiled eval
+        # step as constants, like the judge's params elsewhere.
+        return data.with_constants(gallery=(data.test["caption"], data.test["label"]))
 
     def train_step(self, state, batch, rng):
         def loss_fn(params):
@@ -93,16 +91,14 @@ class CLIPTask(CaptionTask):
 
     def _predictions(self, params, images):
         """(zero-shot digit, index of the top-1 gallery caption) per image."""
-        if self.gallery is None:
-            raise RuntimeError("clip: call load_data() before eval_step or sample (it builds the caption gallery)")
-        captions = jnp.concatenate([jnp.asarray(self.prompts), jnp.asarray(self.gallery[0])])
+        captions = jnp.concatenate([jnp.asarray(self.prompts), jnp.asarray(self.constant("gallery")[0])])
         image, text = self._encode(params, images, captions)
         sims = image @ text.T
         return sims[:, :10].argmax(-1), sims[:, 10:].argmax(-1)
 
     def eval_step(self, state, batch, rng):
         zero_shot, top = self._predictions(state.params, batch["image"])
-        hit = jnp.asarray(self.gallery[1])[top] == batch["label"]
+        hit = jnp.asarray(self.constant("gallery")[1])[top] == batch["label"]
         m = batch["mask"]
         return {"zero_shot_accuracy": ((zero_shot == batch["label"]) * m).sum(), "recall_at_1": (hit * m).sum()}
 
@@ -112,7 +108,7 @@ class CLIPTask(CaptionTask):
         return {"test_images": s["image"], "label": s["label"], "predicted": zero_shot, "top_caption": top}
 
     def render_samples(self, outputs):
-        gallery = [" ".join(dc.VOCAB.decode(c)) for c in self.gallery[0]]
+        gallery = [" ".join(dc.VOCAB.decode(c)) for c in self.constant("gallery")[0]]
 
         def describe(i, p):
             return f"zero-shot {p}; top caption {gallery[int(outputs['top_caption'][i])]!r}"

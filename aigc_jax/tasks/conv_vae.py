@@ -6,12 +6,13 @@ from aigc_jax import flops
 from aigc_jax.models.autoencoder import ConvVAE, check_stages
 from aigc_jax.tasks.autoencoder import conv_decoder_flops, conv_encoder_flops
 from aigc_jax.tasks.vae import IMAGE_SIZE, VAETask
+from aigc_jax.eval.linear_probe import LinearProbe
 
 
 class ConvVAETask(VAETask):
     name = "conv_vae"
     summary = "VAE with convolutional encoder/decoder, Bernoulli decoder, ELBO"
-    linear_probe = True
+    evaluators = (LinearProbe(),)
 
     @staticmethod
     def default_config():
@@ -30,9 +31,9 @@ class ConvVAETask(VAETask):
         "gpu": {"judge_metrics": False, "channels": (128, 256), "latent": 128, "batch_size": 4096, "dtype": "bfloat16"},
     }
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         check_stages(config.channels, IMAGE_SIZE)
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @property
     def model(self):

@@ -13,7 +13,7 @@ Unpaired batches: each train example holds one image of each domain, paired by a
 permutation of domain B (from the seed), and the engine's sampler reshuffles those rows every
 epoch, so a batch is a pure function of (seed, step) and resume is exact.
 
-Evaluation (the judge classifier of `eval/judge.py` as referee): `eval_class_kept_ab` is the
+Evaluation (the judge classifier of `tasks/judge.py` as referee): `eval_class_kept_ab` is the
 fraction of domain-A test images whose judge class survives translation (judge(G(a)) ==
 judge(a)), `eval_class_kept_ba` likewise for F on domain B; `eval_label_kept_*` compares with the
 true label instead; `eval_judge_accuracy_a/b` is the judge's accuracy on the real images of each
@@ -39,7 +39,7 @@ from aigc_jax.data.splits import Splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import TrainState
 from aigc_jax.eval.frechet import frechet_from_sums
-from aigc_jax.eval.judge import judge_outputs, judge_params
+from aigc_jax.tasks.judge import judge_outputs, judge_params
 from aigc_jax.models.cyclegan import PatchDiscriminator, ResNetGenerator
 from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task
@@ -101,7 +101,7 @@ class CycleGANTask(Task):
         c.eval_every = 200
         c.ckpt_every = 200
         c.sample_every = 200
-        c.judge_metrics = True  # eval_class_kept_* etc. need the judge classifier (eval/judge.py)
+        c.judge_metrics = True  # eval_class_kept_* etc. need the judge classifier (tasks/judge.py)
         return c
 
     config_ranges = {"g_width": (1, None), "g_blocks": (0, None), "d_width": (1, None), "d_layers": (1, 4),
@@ -124,12 +124,9 @@ class CycleGANTask(Task):
     def discriminator(self):
         return PatchDiscriminator(width=self.config.d_width, layers=self.config.d_layers, dtype=self.compute_dtype)
 
-    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
-
     def load_data(self):
         c = self.config
-        if c.judge_metrics:
-            self.judge = judge_params(c.dataset, c.data_dir)
+        constants = {"judge": judge_params(c.dataset, c.data_dir)} if c.judge_metrics else {}
         a = load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE)
         b = load_image_splits(c.dataset_b, c.data_dir, IMAGE_SIZE)
         ia, ib = pair_rows(a.num_train, b.num_train, c.seed)
@@ -141,7 +138,7 @@ class CycleGANTask(Task):
         test = {"image": a.test["image"][rows % a.num_test], "label": a.test["label"][rows % a.num_test],
                 "image_b": b.test["image"][rows % b.num_test], "label_b": b.test["label"][rows % b.num_test],
                 "valid_a": (rows < a.num_test).astype(np.float32), "valid_b": (rows < b.num_test).astype(np.float32)}
-        return Splits(train=train, test=test)
+        return Splits(train=train, test=test, constants=constants)
 
     def init(self, rng, batch):
         c = self.config

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from aigc_jax import flops
+from aigc_jax.engine import parallel
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import PairState, create_train_state
 from aigc_jax.errors import UserError
@@ -50,7 +51,7 @@ class DCGANTask(Task):
         c.eval_every = 250
         c.ckpt_every = 250
         c.sample_every = 250
-        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (tasks/judge.py)
         return c
 
     config_ranges = {"latent": (1, None), "beta1": (0.0, 1.0)}
@@ -62,8 +63,8 @@ class DCGANTask(Task):
                 "batch_size": 1024, "dtype": "bfloat16"},
     }
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, constants=None):
+        super().__init__(config, constants)
         for key in ("g_channels", "d_channels"):
             if len(config[key]) != 3:
                 raise UserError(f"config.{key}={','.join(map(str, config[key]))}: expected 3 widths "
@@ -71,13 +72,13 @@ class DCGANTask(Task):
 
     @property
     def generator(self):
-        return DCGANGenerator(channels=tuple(self.config.g_channels), dtype=self.compute_dtype)
+        return DCGANGenerator(channels=tuple(self.config.g_channels), dtype=self.compute_dtype,
+                              batch_axis=parallel.DATA_AXIS)
 
     @property
     def discriminator(self):
-        return DCGANDiscriminator(channels=tuple(self.config.d_channels), dtype=self.compute_dtype)
-
-    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
+        return DCGANDiscriminator(channels=tuple(self.config.d_channels), dtype=self.compute_dtype,
+                                  batch_axis=parallel.DATA_AXIS)
 
     def load_data(self):
         return im.load_judged_images(self, IMAGE_SIZE)

@@ -58,9 +58,9 @@ class GPTTask(NeuralLanguageModelTask):
                 "dtype": "bfloat16", "dropout": 0.0},
     }
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         check_heads(config)
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @staticmethod
     def max_sample_length(config):

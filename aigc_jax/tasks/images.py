@@ -5,7 +5,7 @@ import jax.numpy as jnp
 
 from aigc_jax.eval.frechet import frechet_from_sums
 
-JUDGE_SIZE = 28  # the judge classifier's input size (eval/judge.py)
+JUDGE_SIZE = 28  # the judge classifier's input size (tasks/judge.py)
 POOL = 4  # pixel statistics are taken on 4x4-average-pooled images (28x28 -> 7x7 = 49 features)
 
 
@@ -38,7 +38,7 @@ def to_unit(images: jax.Array) -> jax.Array:
 
 
 # Judge metrics: the features and class probabilities of the project's own digits classifier
-# (`aigc_jax.eval.judge`), accumulated as masked sums like the pixel statistics above.
+# (`aigc_jax.tasks.judge`), accumulated as masked sums like the pixel statistics above.
 
 def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) -> dict:
     """Sums for `judge_metrics`: judge features of fakes and reals, and the fakes' class probabilities.
@@ -47,7 +47,7 @@ def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) 
     generators) are resized to it, both sets alike. `judge_params` are constants closed over by the
     compiled eval step.
     """
-    from aigc_jax.eval.judge import judge_outputs
+    from aigc_jax.tasks.judge import judge_outputs
 
     fake, real = to_judge_size(fake), to_judge_size(real)
     fake_logits, fake_features = judge_outputs(judge_params, fake)
@@ -68,7 +68,7 @@ def to_judge_size(images: jax.Array) -> jax.Array:
 def judge_metrics(means: dict) -> dict:
     """{"fd": judge-feature Fréchet distance fake vs real, "diversity": entropy (nats) of the mean
     predicted class distribution of the fakes, at most log(10)}."""
-    from aigc_jax.eval.judge import entropy_of_mean
+    from aigc_jax.tasks.judge import entropy_of_mean
 
     return {"fd": frechet_from_sums(means, "judge_fake", "judge_real"),
             "diversity": entropy_of_mean(means["judge_probs"])}
@@ -79,16 +79,16 @@ def without_judge_sums(means: dict) -> dict:
 
 
 def load_judged_images(task, image_size: int):
-    """The task's image splits at `image_size`; with `config.judge_metrics`, first loads the judge
-    classifier's params into `task.judge` (trained once, then restored), so that they exist before
-    anything is compiled: eval_step closes over them as constants. They depend only on the config,
-    so the task stays a pure function of it."""
+    """The task's image splits at `image_size`; with `config.judge_metrics`, the judge classifier's
+    params (trained once, then restored) as the constant "judge": the bound task's eval_step closes
+    over them. They depend only on the config, so the task stays a pure function of it."""
     from aigc_jax.data.images import load_image_splits
-    from aigc_jax.eval.judge import judge_params
+    from aigc_jax.tasks.judge import judge_params
 
+    data = load_image_splits(task.config.dataset, task.config.data_dir, image_size)
     if task.config.judge_metrics:
-        task.judge = judge_params(task.config.dataset, task.config.data_dir)
-    return load_image_splits(task.config.dataset, task.config.data_dir, image_size)
+        data = data.with_constants(judge=judge_params(task.config.dataset, task.config.data_dir))
+    return data
 
 
 def generator_eval_sums(task, fake: jax.Array, batch: dict) -> dict:
@@ -107,12 +107,8 @@ def generator_metrics(task, means: dict) -> dict:
 
 
 def require_judge(task):
-    """The judge params that `load_data()` loaded (they must exist before eval_step is traced)."""
-    params = getattr(task, "judge", None)
-    if params is None:
-        raise RuntimeError(f"{task.name}: call load_data() before eval_step (it loads the judge classifier), "
-                           "or set config.judge_metrics=false")
-    return params
+    """The judge params that `load_data()` prepared (they must exist before eval_step is traced)."""
+    return task.constant("judge")
 
 
 def interpolation_latents(rng: jax.Array, latent: int, rows: int = 8, steps: int = 8) -> jax.Array:

@@ -58,7 +58,7 @@ class LanguageModelTask(Task):
     resumable_keys = ("prompt", "sample_tokens", "num_samples", "temperature", "top_k", "top_p", "eval_split")
     config_choices = {**SCHEDULE_CHOICES, "eval_split": EVAL_SPLITS}
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         if 0 < config.vocab_size < VOCAB_SIZE:
             raise UserError(f"config.vocab_size={config.vocab_size}: expected 0 (the {VOCAB_SIZE} bytes) or "
                             f">= {VOCAB_SIZE}")
@@ -71,8 +71,7 @@ class LanguageModelTask(Task):
         if limit is not None and len(config.prompt.encode()) + config.sample_tokens > limit:
             raise UserError(f"prompt ({len(config.prompt.encode())} bytes) + sample_tokens={config.sample_tokens} "
                             f"is longer than the model's context of {limit}; expected at most {limit} bytes")
-        super().__init__(config)
-        self.prompt_tokens = None
+        super().__init__(config, constants)
 
     # --- what each family provides -------------------------------------------------------------
     @staticmethod
@@ -102,8 +101,7 @@ class LanguageModelTask(Task):
         data = load_text_splits(c.dataset, c.data_dir, c.seq_len, c.eval_split)
         # Checked here, before training or sampling starts: a prompt byte the model never saw
         # would start it from an untrained embedding.
-        self.prompt_tokens = encode_prompt(c.prompt, np.unique(data.train["tokens"]))
-        return data
+        return data.with_constants(prompt=encode_prompt(c.prompt, np.unique(data.train["tokens"])))
 
     def token_nats(self, state, tokens: jax.Array) -> jax.Array:
         """[B, T]: -log p(byte t + 1 | bytes <= t) in nats."""
@@ -118,9 +116,8 @@ class LanguageModelTask(Task):
 
     def sample(self, state, rng, batch):
         c = self.config
-        if self.prompt_tokens is None:
-            raise RuntimeError("load_data() checks and encodes the prompt; call it before sample()")
-        prompt = jnp.broadcast_to(jnp.asarray(self.prompt_tokens), (c.num_samples, len(self.prompt_tokens)))
+        encoded = self.constant("prompt")
+        prompt = jnp.broadcast_to(jnp.asarray(encoded), (c.num_samples, len(encoded)))
         tokens = decoding.sample(*self.decoder(state, c.num_samples), prompt, c.sample_tokens, rng,
                                  c.temperature, c.top_k, c.top_p)
         return {"text": tokens}

@@ -116,11 +116,11 @@ class MLMTask(Task):
         c.sample_every = 0
         return c
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         check_heads(config)
         if config.mask_rate == 0.0:
             raise UserError("config.mask_rate=0.0: expected a fraction in (0, 1] of the bytes to predict")
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @property
     def model(self) -> MaskedByteModel:

@@ -65,10 +65,9 @@ class MLMFinetuneTask(Task):
         c.sample_every = 0
         return c
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         check_heads(config)
-        super().__init__(config)
-        self.pretrained_encoder = None  # numpy arrays restored by load_data, or None (from scratch)
+        super().__init__(config, constants)
 
     @property
     def model(self) -> SequenceClassifier:
@@ -88,15 +87,13 @@ class MLMFinetuneTask(Task):
         if c.pretrained:
             _, restored = restore_subtree(os.path.join(c.pretrained, "checkpoints"),
                                           {"params": {"encoder": self.encoder_shapes()}}, MLMTask.name)
-            self.pretrained_encoder = restored["params"]["encoder"]
+            data = data.with_constants(pretrained_encoder=restored["params"]["encoder"])  # numpy arrays
         return data
 
     def init(self, rng, batch):
-        if self.config.pretrained and self.pretrained_encoder is None:
-            raise RuntimeError("load_data() restores the pretrained encoder; call it before init()")
         params = self.model.init(rng, batch["tokens"][:1])["params"]
-        if self.pretrained_encoder is not None:
-            params = {**params, "encoder": jax.tree.map(jnp.asarray, self.pretrained_encoder)}
+        if self.config.pretrained:
+            params = {**params, "encoder": jax.tree.map(jnp.asarray, self.constant("pretrained_encoder"))}
         return create_train_state(self.model, {"params": params},
                                   adam_optimizer(self.config, self.config.weight_decay))
 

@@ -43,11 +43,11 @@ class MLPGAN(Task):
         c.eval_every = 1000
         c.ckpt_every = 1000
         c.sample_every = 1000
-        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (tasks/judge.py)
         return c
 
     config_ranges = {"latent": (1, None), "beta1": (0.0, 1.0)}
-    # Benchmarks time the train step: the eval-only judge (eval/judge.py) is not loaded.
+    # Benchmarks time the train step: the eval-only judge (tasks/judge.py) is not loaded.
     benchmark_presets = {
         "tiny": {"judge_metrics": False, "latent": 8, "g_hidden": (16, 32), "d_hidden": (32, 16), "batch_size": 8},
         "cpu": {"judge_metrics": False, "latent": 100, "g_hidden": (256, 512), "d_hidden": (512, 256), "batch_size": 64},  # BENCHMARKS.md
@@ -63,8 +63,6 @@ class MLPGAN(Task):
     @property
     def discriminator(self):
         return MLPDiscriminator(hidden=tuple(self.config.d_hidden), dtype=self.compute_dtype)
-
-    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
 
     def load_data(self):
         return im.load_judged_images(self, IMAGE_SIZE)

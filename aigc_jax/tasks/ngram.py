@@ -49,14 +49,14 @@ class NGramTask(LanguageModelTask):
         "gpu": {"order": 3, "seq_len": 256, "batch_size": 512},
     }
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         if config.order > ngram.MAX_ORDER:
             raise UserError(f"config.order={config.order}: expected 1..{ngram.MAX_ORDER} (dense int32 count tables; "
                             f"order {config.order} would need {ngram.table_bytes(config.order) / 2**30:,.0f} GiB)")
         if not 0.0 < config.discount < 1.0:
             raise UserError(f"config.discount={config.discount!r}: expected a value in (0, 1) "
                             "(the Kneser-Ney absolute discount)")
-        super().__init__(config)
+        super().__init__(config, constants)
 
     def init(self, rng, batch):
         return NGramState(step=jnp.zeros((), jnp.int32), counts=ngram.zero_tables(self.config.order))

@@ -56,8 +56,8 @@ class PPOTask(RLTask):
         "gpu": {"batch_size": 4, "num_steps": 128, "num_seeds": 256},  # PureJaxRL's 256-seed figure
     }
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, constants=None):
+        super().__init__(config, constants)
         check_divides(config, "num_steps * batch_size", config.num_steps * config.batch_size, "num_minibatches")
 
     @property

@@ -6,6 +6,8 @@ through the `aigc_jax.families` entry point group (each entry point names a Task
 """
 
 import importlib
+import os
+import sys
 from importlib import metadata
 
 from aigc_jax.engine.config import apply_overrides, validate
@@ -67,7 +69,10 @@ def _load_entry_points() -> None:
 
 
 def import_families(modules) -> None:
-    """Import the user's modules that `register` families (`--import mymodule`, repeatable)."""
+    """Import the user's modules that `register` families (`--import mymodule`, repeatable), from
+    the Python path or the current directory (as `python -m` would, also for the console scripts)."""
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for module in modules or ():
         try:
             importlib.import_module(module)

@@ -104,8 +104,8 @@ class RLTask(Task):
     main_metric = "return"
     config_choices = {"env": ("cartpole",)}
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, constants=None):
+        super().__init__(config, constants)
         self.env_params = cartpole.Params(max_steps=config.max_episode_steps)
 
     # --- one agent: what each algorithm writes -------------------------------------------------

@@ -39,11 +39,11 @@ class RecurrentLMTask(NeuralLanguageModelTask):
         c.learning_rate = learning_rate
         return c
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         if config.seq_len % config.bptt:
             raise UserError(f"config.seq_len={config.seq_len} is not a multiple of config.bptt={config.bptt}; "
                             "expected the window to split into whole truncation segments")
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @property
     def model(self) -> RecurrentLM:

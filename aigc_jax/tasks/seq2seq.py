@@ -54,11 +54,11 @@ class Seq2SeqTask(Task):
                      "beam_size": (1, None), "num_samples": (1, None), **SCHEDULE_RANGES}
     config_choices = {"dtype": tuple(DTYPES), **SCHEDULE_CHOICES}
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         if 0 < config.vocab_size < len(VOCABULARY):
             raise UserError(f"config.vocab_size={config.vocab_size}: expected 0 (the tokenizer's) or "
                             f">= {len(VOCABULARY)} (the tokenizer's vocabulary)")
-        super().__init__(config)
+        super().__init__(config, constants)
 
     # --- what each family provides -------------------------------------------------------------
     @property

@@ -6,7 +6,7 @@ warp, noise; one key per example from `batch["key"]`). The encoder and projectio
 out of the other 2B - 2 views of the *global* batch (cosine similarity / temperature, softmax
 cross-entropy). Labels are never used in training.
 
-Quality is the engine's linear probe (`linear_probe = True`): ridge regression from the frozen
+Quality is the linear probe evaluator (`evaluators = (LinearProbe(),)`): ridge regression from the frozen
 encoder features h (before the head) fitted on the train split, accuracy on the test split
 (`eval_probe_accuracy`). `Run(task).evaluate()` measures the same probe on the encoder as
 initialised, the baseline a trained encoder has to beat. `eval_loss` / `eval_pair_accuracy` are NT-Xent and
@@ -26,6 +26,7 @@ from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
 from aigc_jax.models.simclr import SimCLR
 from aigc_jax.tasks.base import Task
+from aigc_jax.eval.linear_probe import LinearProbe
 
 IMAGE_SIZE = 28
 EXCLUDED = -1e9  # logit of a candidate that is not one (the anchor itself, eval padding)
@@ -68,7 +69,7 @@ class SimCLRTask(Task):
     name = "simclr"
     summary = "SimCLR contrastive learning on digits: augmentations, NT-Xent, linear probe of the encoder"
     main_metric = "loss"
-    linear_probe = True
+    evaluators = (LinearProbe(),)
 
     @staticmethod
     def default_config():

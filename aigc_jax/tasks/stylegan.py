@@ -4,12 +4,14 @@ One compiled step: a discriminator update (logistic loss, plus the R1 penalty
 gamma/2 * E||grad_x D(x)||^2 on real images every `r1_interval` steps, scaled by the interval:
 "lazy" regularisation, StyleGAN2 section B) and then a generator update (non-saturating loss). The
 fakes of both use style mixing: per example, with probability `style_mixing`, the ws from a second
-z take over from a crossover layer drawn uniformly in [1, num_ws). After the update the state
-keeps an exponential moving average of the generator's params (`g_ema`, what is evaluated and
-sampled) and of the mapped w (`w_avg`, the centre for the truncation trick: w' = w_avg + psi (w - w_avg)).
+z take over from a crossover layer drawn uniformly in [1, num_ws). The exponential moving average
+of the generator's params that StyleGAN evaluates and samples is the engine's own
+(`config.ema_decay`, default 0.99 here: `engine/state.py` keeps it in the TrainState and
+evaluation and samples see it in place of the trained params; it keeps one of D too, unused). The
+state also keeps a running mean of the mapped w (`w_avg`, the centre for the truncation trick:
+w' = w_avg + psi (w - w_avg)).
 """
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,11 +31,10 @@ IMAGE_SIZE = 32
 
 @struct.dataclass
 class StyleGANState:
-    """The two trained networks, the generator's EMA params and the running mean of w."""
+    """The two trained networks (with their EMA weights) and the running mean of w."""
 
     g: TrainState
     d: TrainState
-    g_ema: Any  # params of the generator, exponential moving average of g.params
     w_avg: jax.Array  # [w_dim]
 
     @property
@@ -61,10 +62,6 @@ def truncate(w: jax.Array, w_avg: jax.Array, psi) -> jax.Array:
     return w_avg + psi * (w - w_avg)
 
 
-def ema(average, new, decay: float):
-    return jax.tree.map(lambda a, n: decay * a + (1.0 - decay) * n, average, new)
-
-
 class StyleGANTask(Task):
     name = "stylegan"
     summary = "lite StyleGAN2: mapping net, modulated convs, noise, style mixing, R1, EMA G, truncation (32x32)"
@@ -86,20 +83,20 @@ class StyleGANTask(Task):
         c.r1_gamma = 0.1
         c.r1_interval = 1  # lazy R1: the penalty (times the interval) on every k-th step only
         c.style_mixing = 0.9  # per-example probability of mixing two ws
-        c.ema_decay = 0.99  # of the generator's params, per step
+        c.ema_decay = 0.99  # the engine's EMA of the weights, per step: what is evaluated and sampled
         c.w_avg_decay = 0.995  # of the batch mean of w, per step
         c.truncation = 1.0  # psi used by `sample` (evaluation always uses psi = 1)
         c.log_every = 50
         c.eval_every = 250
         c.ckpt_every = 500
         c.sample_every = 500
-        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (tasks/judge.py)
         return c
 
     config_ranges = {"latent": (1, None), "w_dim": (1, None), "mapping_layers": (1, None), "beta1": (0.0, 1.0),
                      "beta2": (0.0, 1.0), "r1_gamma": (0.0, None), "r1_interval": (1, None), "style_mixing": (0.0, 1.0),
                      "ema_decay": (0.0, 1.0), "w_avg_decay": (0.0, 1.0), "truncation": (0.0, 1.0)}
-    # Benchmarks time the train step: the eval-only judge (eval/judge.py) is not loaded.
+    # Benchmarks time the train step: the eval-only judge (tasks/judge.py) is not loaded.
     benchmark_presets = {
         "tiny": {"judge_metrics": False, "latent": 8, "w_dim": 8, "mapping_layers": 1, "g_channels": (8, 4, 4, 4),
                  "d_channels": (4, 4, 4, 8), "batch_size": 8},
@@ -109,8 +106,8 @@ class StyleGANTask(Task):
                 "dtype": "bfloat16"},
     }
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, constants=None):
+        super().__init__(config, constants)
         from aigc_jax.errors import UserError
 
         for key in ("g_channels", "d_channels"):
@@ -131,8 +128,6 @@ class StyleGANTask(Task):
     def num_ws(self) -> int:
         return self.generator.num_ws
 
-    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
-
     def load_data(self):
         return im.load_judged_images(self, IMAGE_SIZE)
 
@@ -143,7 +138,7 @@ class StyleGANTask(Task):
         g_vars = self.generator.init(g_rng, jnp.zeros((1, c.latent)), jax.random.split(g_rng, 1))
         g = create_train_state(self.generator, g_vars, tx)
         d = create_train_state(self.discriminator, self.discriminator.init(d_rng, batch["image"][:1]), tx)
-        return StyleGANState(g=g, d=d, g_ema=g.params, w_avg=jnp.zeros((c.w_dim,)))
+        return StyleGANState(g=g, d=d, w_avg=jnp.zeros((c.w_dim,)))
 
     # --- the generator's pieces, as pure functions of its params ---
 
@@ -197,21 +192,22 @@ class StyleGANTask(Task):
         (g_loss, w), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g.params)
         g = state.g.apply_gradients(grads=g_grads)
         w_mean = parallel.data_mean(jax.lax.stop_gradient(w).mean(0))  # the same on every replica
-        new = StyleGANState(g=g, d=d, g_ema=ema(state.g_ema, g.params, c.ema_decay),
+        new = StyleGANState(g=g, d=d,
                             w_avg=state.w_avg * c.w_avg_decay + (1.0 - c.w_avg_decay) * w_mean)
         metrics = {"d_loss": d_loss, "g_loss": g_loss, "d_real_logit": d_real, "d_fake_logit": d_fake,
                    "r1": r1, "r1_applied": regularise.astype(jnp.float32)}
         return new, metrics
 
     def generate(self, state, z, noise_keys, psi=1.0):
-        """The EMA generator's images in [0, 1] for z [B, latent], truncated towards w_avg by psi."""
-        w = truncate(self.map(state.g_ema, z), state.w_avg, psi)
-        return im.to_unit(self.synthesize(state.g_ema, self.broadcast_ws(w), noise_keys))
+        """The generator's images in [0, 1] for z [B, latent], truncated towards w_avg by psi (the EMA
+        generator's when called on the engine's evaluation view of the state)."""
+        w = truncate(self.map(state.g.params, z), state.w_avg, psi)
+        return im.to_unit(self.synthesize(state.g.params, self.broadcast_ws(w), noise_keys))
 
     def mean_image(self, state, noise_key):
         """G(w_avg): what every sample becomes at psi = 0."""
         ws = self.broadcast_ws(state.w_avg[None])
-        return im.to_unit(self.synthesize(state.g_ema, ws, noise_key[None]))[0]
+        return im.to_unit(self.synthesize(state.g.params, ws, noise_key[None]))[0]
 
     def eval_step(self, state, batch, rng):
         """As many EMA-generator fakes (psi = 1, random noise) as real test images: pixel statistics

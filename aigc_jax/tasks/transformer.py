@@ -47,8 +47,8 @@ class TransformerTask(Seq2SeqTask):
                 "warmup_steps": 0, "lr_schedule": "constant", "batch_size": 256, "dtype": "bfloat16"},
     }
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, constants=None):
+        super().__init__(config, constants)
         check_heads(config)
 
     @property

@@ -46,11 +46,11 @@ class VAETask(Task):
         c.eval_every = 500
         c.ckpt_every = 1000
         c.sample_every = 1000
-        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (tasks/judge.py)
         return c
 
     config_ranges = {"hidden": (1, None), "latent": (1, None)}
-    # Benchmarks time the train step: the eval-only judge (eval/judge.py) is not loaded.
+    # Benchmarks time the train step: the eval-only judge (tasks/judge.py) is not loaded.
     benchmark_presets = {
         "tiny": {"judge_metrics": False, "hidden": 32, "latent": 4, "batch_size": 8},
         "cpu": {"judge_metrics": False, "hidden": 400, "latent": 20, "batch_size": 128},  # BENCHMARKS.md
@@ -61,8 +61,6 @@ class VAETask(Task):
     def model(self):
         return VAE(hidden=self.config.hidden, latent=self.config.latent, image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
                    dtype=self.compute_dtype)
-
-    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
 
     def load_data(self):
         return im.load_judged_images(self, IMAGE_SIZE)

@@ -78,7 +78,7 @@ class VAEGANTask(Task):
         c.eval_every = 500
         c.ckpt_every = 1000
         c.sample_every = 1000
-        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (eval/judge.py)
+        c.judge_metrics = True  # eval_fd / eval_diversity in the judge classifier's features (tasks/judge.py)
         return c
 
     config_ranges = {"latent": (1, None), "d_hidden": (1, None), "gamma": (0.0, None),
@@ -92,13 +92,13 @@ class VAEGANTask(Task):
                 "d_hidden": 1024, "batch_size": 2048, "dtype": "bfloat16"},
     }
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         check_stages(config.channels, IMAGE_SIZE)
         n = len(config.d_channels)
         if not -n <= config.feature_layer < n:
             raise UserError(f"config.feature_layer={config.feature_layer}: expected a layer index in [{-n}, {n - 1}] "
                             f"of config.d_channels={tuple(config.d_channels)!r}")
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @property
     def encoder(self):
@@ -112,8 +112,6 @@ class VAEGANTask(Task):
     def discriminator(self):
         return FeatureDiscriminator(tuple(self.config.d_channels), self.config.d_hidden, self.config.feature_layer,
                                     dtype=self.compute_dtype)
-
-    judge = None  # the judge classifier's params, set by load_data() when config.judge_metrics
 
     def load_data(self):
         return im.load_judged_images(self, IMAGE_SIZE)

@@ -80,11 +80,11 @@ class Word2VecTask(Task):
         c.sample_every = 0  # 0 = only at the end
         return c
 
-    def __init__(self, config):
+    def __init__(self, config, constants=None):
         if config.neighbours > config.vocab_size - 2:
             raise UserError(f"config.neighbours={config.neighbours}: expected at most vocab_size - 2 = "
                             f"{config.vocab_size - 2}")
-        super().__init__(config)
+        super().__init__(config, constants)
 
     @property
     def model(self) -> SkipGram:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, conv, conv_transpose, norm, pick, weight_bias
+from aigc_jax.benchmarks.torch_twins.base import Twin, conv, conv_transpose, norm, pick, weight_bias
 
 IMAGE_SIZE = 32
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, conv, dense_stack, flat_rows, images_nchw, linears, mlp, pick, weight_bias
+from aigc_jax.benchmarks.torch_twins.base import Twin, conv, dense_stack, flat_rows, images_nchw, linears, mlp, pick, weight_bias
 
 IMAGE_SIZE = 28
 CLASSES = 10

@@ -36,15 +36,17 @@ def check_families(families: list[str] | None) -> None:
     for family in families or []:
         registry.get(family)  # raises UserError naming the known families
     if families == []:
-        raise UserError("--families is empty; expected at least one of " + ", ".join(registry.FAMILIES))
+        raise UserError("--families is empty; expected at least one of " + ", ".join(registry.names()))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from aigc_jax.engine.config import DTYPES, PARALLEL_MODES
-    from benchmarks.presets import PRESETS
+    from aigc_jax.benchmarks.presets import PRESETS
 
     p = Parser(prog="python -m benchmarks", description="Time every family's compiled train step.")
     p.add_argument("--preset", choices=PRESETS, help="default: gpu when an accelerator is present, else cpu")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first: a module of yours that registers families (repeatable)")
     p.add_argument("--families", type=csv_list, help="comma-separated (default: every registered family)")
     p.add_argument("--modes", type=csv_list, default=["sharded"], help=f"comma-separated from {', '.join(PARALLEL_MODES)}")
     p.add_argument("--torch", action="store_true", help="add PyTorch eager and torch.compile rows (needs the torch extra)")
@@ -67,7 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def check_args(args) -> None:
     from aigc_jax.engine.config import PARALLEL_MODES
     from aigc_jax.errors import UserError
+    from aigc_jax.tasks import registry
 
+    registry.import_families(args.imports)
     for mode in args.modes:
         if mode not in PARALLEL_MODES:
             raise UserError(f"--modes {mode!r}: expected a comma-separated list of {', '.join(PARALLEL_MODES)}")
@@ -85,11 +89,11 @@ def run(args, command: str, log=print) -> dict:
     import jax
 
     from aigc_jax.tasks import registry
-    from benchmarks import jax_runner, timing, torch_twins
-    from benchmarks.environment import jax_environment
-    from benchmarks.peaks import device_peak
-    from benchmarks.presets import default_preset, preset_config
-    from benchmarks.records import new_record, skipped
+    from aigc_jax.benchmarks import jax_runner, timing, torch_twins
+    from aigc_jax.benchmarks.environment import jax_environment
+    from aigc_jax.benchmarks.peaks import device_peak
+    from aigc_jax.benchmarks.presets import default_preset, preset_config
+    from aigc_jax.benchmarks.records import new_record, skipped
 
     preset = args.preset or default_preset()
     # A fresh persistent compilation cache: the first compile of each step is cold, the second warm.
@@ -102,7 +106,7 @@ def run(args, command: str, log=print) -> dict:
     env = {**jax_environment(), "clock": args.clock}
     torch_why = torch_twins.torch_missing() if args.torch else None
     if args.torch and torch_why is None:
-        from benchmarks.torch_twins.runner import torch_environment
+        from aigc_jax.benchmarks.torch_twins.runner import torch_environment
 
         env.update(torch_environment(args.torch_threads))
     peak = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048, clock=clock)
@@ -110,7 +114,7 @@ def run(args, command: str, log=print) -> dict:
         f"peak {peak.tflops_per_device:.3g} TFLOP/s per device ({peak.source})")
 
     out = []
-    for name in args.families or list(registry.FAMILIES):
+    for name in args.families or registry.names():
         cls = registry.get(name)
         out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak,
                                            log=log, clock=clock, profile_root=args.profile)
@@ -132,7 +136,7 @@ def run(args, command: str, log=print) -> dict:
         if config is None:
             skip_torch(why)
             continue
-        from benchmarks.torch_twins.runner import benchmark_twin
+        from aigc_jax.benchmarks.torch_twins.runner import benchmark_twin
 
         task = cls(config)
         out += benchmark_twin(name, config.to_dict(), preset, args.seconds, task.flops_per_step(),
@@ -154,14 +158,14 @@ def main(argv: list[str]) -> int:
 
     try:
         args = parse_args(argv)
-        from train.cli import quiet_libraries
+        from aigc_jax.cli import quiet_libraries
 
         quiet_libraries()
         doc = run(args, "python -m benchmarks " + shlex.join(argv))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from benchmarks import plot, report
+    from aigc_jax.benchmarks import plot, report
 
     for path, write in ((args.json, report.write_json), (args.markdown, report.write_markdown),
                         (args.plot, plot.write_plot)):
@@ -175,3 +179,8 @@ def main(argv: list[str]) -> int:
               f"in ui.perfetto.dev); top XLA ops: python -m benchmarks.report --trace {args.profile}")
     errors = [r for r in doc["records"] if r["status"] == "error"]
     return 1 if errors else 0
+
+
+def console() -> int:
+    """The `aigc-bench` console script."""
+    return main(sys.argv[1:])

@@ -5,7 +5,8 @@ Each figure is timed after compilation (reported separately), with `block_until_
 for one PPO agent and ~2.6M/s aggregate for 256 seeds (Colab GPU); gymnax CartPole 1.42 s per 1M
 steps on CPU with 10 envs and an MLP policy.
 
-    python -m aigc_jax.rl.throughput [--seeds 1,64] [--updates 50] [--repeats 5]
+    python -m benchmarks.rl_throughput [--seeds 1,64] [--updates 50] [--repeats 5]   (from a checkout)
+    python -m aigc_jax.benchmarks.rl_throughput ...                                   (installed)
 """
 
 import argparse
@@ -71,7 +72,7 @@ def training_steps_per_s(num_seeds: int, updates: int = 50, repeats: int = 3, **
     config = PPOTask.default_config()
     config.family, config.steps = "ppo", updates
     config.update(overrides)
-    train = jax.vmap(make_train(config))
+    train = jax.vmap(make_train(PPOTask(config)))
     compile_s, run_s = timed_call(train, (jax.random.split(jax.random.key(0), num_seeds),), repeats)
     steps = num_seeds * updates * config.num_steps * config.batch_size
     return {"what": "ppo training", "seeds": num_seeds, "envs": config.batch_size, "env_steps": steps,
@@ -79,7 +80,7 @@ def training_steps_per_s(num_seeds: int, updates: int = 50, repeats: int = 3, **
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m aigc_jax.rl.throughput", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rl_throughput", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,64", help="comma-separated seed counts")
     parser.add_argument("--updates", type=int, default=50, help="PPO updates per timed training run")
     parser.add_argument("--repeats", type=int, default=3)

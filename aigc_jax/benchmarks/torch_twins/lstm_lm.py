@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import ScheduledAdam, Twin, array, dense, pick, weight_bias
+from aigc_jax.benchmarks.torch_twins.base import ScheduledAdam, Twin, array, dense, pick, weight_bias
 
 GATES = "ifgo"  # flax OptimizedLSTMCell's gate order, and torch's
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from benchmarks import records
-from benchmarks.peaks import Peak, table_peak
-from benchmarks.timing import measure, timed
-from benchmarks.torch_twins import load_twin
+from aigc_jax.benchmarks import records
+from aigc_jax.benchmarks.peaks import Peak, table_peak
+from aigc_jax.benchmarks.timing import measure, timed
+from aigc_jax.benchmarks.torch_twins import load_twin
 
 N_BATCHES = 4
 

@@ -6,7 +6,7 @@ families without a twin get a panel of their own by MFU alone.
 
 import textwrap
 
-from benchmarks.report import (GOAL_RATIO, Comparison, comparison_mode, comparisons, machine_summary, percent,
+from aigc_jax.benchmarks.report import (GOAL_RATIO, Comparison, comparison_mode, comparisons, machine_summary, percent,
                                peak_summary, settings_summary, xla_flags_short)
 
 _FASTER, _BEHIND, _SLOWER = "#2e7d32", "#f2a900", "#c62828"  # >= goal, between parity and goal, < parity

@@ -4,7 +4,7 @@
 installed, torch.compile unavailable, ...) or "error" (an unexpected failure; `reason` holds it).
 """
 
-from benchmarks.timing import Timing
+from aigc_jax.benchmarks.timing import Timing
 
 FRAMEWORKS = ("jax", "torch-eager", "torch-compile")
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import ScheduledAdam, Twin, array, attention, norm, pick, weight_bias
+from aigc_jax.benchmarks.torch_twins.base import ScheduledAdam, Twin, array, attention, norm, pick, weight_bias
 
 LN_EPS = 1e-6  # flax LayerNorm's
 

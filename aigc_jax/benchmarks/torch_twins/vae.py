@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, pick, weight_bias
+from aigc_jax.benchmarks.torch_twins.base import Twin, pick, weight_bias
 
 PIXELS = 28 * 28
 

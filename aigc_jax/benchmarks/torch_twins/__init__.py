@@ -31,4 +31,4 @@ def torch_missing() -> str | None:
 def load_twin(family: str):
     """The twin class of `family` (imports torch)."""
     module, name = TWINS[family]
-    return getattr(importlib.import_module(f"benchmarks.torch_twins.{module}"), name)
+    return getattr(importlib.import_module(f"aigc_jax.benchmarks.torch_twins.{module}"), name)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import Twin, dense_stack, mlp, pick
+from aigc_jax.benchmarks.torch_twins.base import Twin, dense_stack, mlp, pick
 
 PIXELS = 28 * 28
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_twins.base import ScheduledAdam, Twin, array, attention, norm, pick, weight_bias
+from aigc_jax.benchmarks.torch_twins.base import ScheduledAdam, Twin, array, attention, norm, pick, weight_bias
 
 PAD = 0  # aigc_jax.data.tokenizer.PAD
 LN_EPS = 1e-6  # flax LayerNorm's

@@ -23,11 +23,11 @@ from aigc_jax.data import sampler
 from aigc_jax.engine import run as engine_run
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.errors import UserError
-from benchmarks import records
-from benchmarks.environment import xla_flags_env
-from benchmarks.peaks import Peak
-from benchmarks.presets import preset_config
-from benchmarks.timing import measure, timed
+from aigc_jax.benchmarks import records
+from aigc_jax.benchmarks.environment import xla_flags_env
+from aigc_jax.benchmarks.peaks import Peak
+from aigc_jax.benchmarks.presets import preset_config
+from aigc_jax.benchmarks.timing import measure, timed
 
 N_BATCHES = 4  # distinct on-device batches, used in rotation
 # One compiled copy of a whole state (leaf by leaf, every shape would compile its own copy).
@@ -77,7 +77,7 @@ def _device_peak_memory(devices) -> int | None:
 def initial_data_and_state(task):
     """The family's data splits (or None) and the training loop's initial state."""
     data = task.load_data()
-    return data, engine_run.initial_state(task, data, engine_run.root_keys(task.config.seed)["init"])
+    return data, engine_run.initial_state(task.bind(data), data, engine_run.root_keys(task.config.seed)["init"])
 
 
 def trace_dir(profile_root: str, family: str, mode: str) -> str:
@@ -107,6 +107,7 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
 
     keys = engine_run.root_keys(config.seed)
     data, state = prepare(task)
+    compiled = compile_task(task.bind(data), mode, config.batch_size)  # the steps close over load_data's constants
     state = _copy_tree(state)  # the step donates its input: keep the caller's state intact
     state = compiled.place_state(jax.device_put(state, NamedSharding(compiled.mesh, P())))
     batches = [compiled.place_batch(b) for b in host_batches(task, data, N_BATCHES)]

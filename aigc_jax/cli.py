@@ -224,3 +224,8 @@ def _family_names():
     from aigc_jax.tasks import registry
 
     return registry.names()
+
+
+def console() -> int:
+    """The `aigc-train` console script."""
+    return main(sys.argv[1:])
