@@ -38,21 +38,12 @@ def run_mode(family: str, overrides: dict, mode: str, data, steps: int, batch: i
     (the per-step values of `metric`, the final state as one global host copy)."""
     import jax
 
-    from aigc_jax.data import sampler
-    from aigc_jax.engine.compile import compile_task
-    from aigc_jax.engine.run import initial_state, root_keys
     from aigc_jax.cli import build_task
+    from aigc_jax.engine.run import Run
 
-    task = build_task(family, {**overrides, "batch_size": str(batch), "parallel": mode})
-    compiled = compile_task(task, mode, batch)
-    keys = root_keys(0)
-    state = compiled.place_state(initial_state(task, data, keys["init"]))
-    values = []
-    for step in range(steps):
-        host = sampler.take(data.train, sampler.batch_indices(data.num_train, batch, step, 0))
-        state, metrics = compiled.train_step(state, compiled.place_batch(host), jax.random.fold_in(keys["train"], step))
-        values.append(float(metrics[metric]))
-    return values, jax.device_get(compiled.canonical(state))
+    run = Run(build_task(family, {**overrides, "batch_size": str(batch), "parallel": mode}), data)
+    values = [float(run.advance()[metric]) for _ in range(steps)]
+    return values, jax.device_get(run.canonical_state())
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.run import root_keys
+from aigc_jax.engine.run import Run
 from aigc_jax.tasks import registry
 from aigc_jax.benchmarks import gpu_check, records
-from aigc_jax.benchmarks.jax_runner import host_batches, initial_data_and_state
 from aigc_jax.benchmarks.peaks import Peak
 from aigc_jax.benchmarks.presets import preset_config
 
@@ -126,15 +124,11 @@ RTOL = 5e-2
 def one_step(cls, dtype: str):
     config, why = preset_config(cls, "tiny", "jit", dtype)
     assert config is not None, why
-    task = cls(config)
-    data, state = initial_data_and_state(task)
-    initial = jax.device_get(state)
-    compiled = compile_task(task, "jit", config.batch_size)
-    batch = compiled.place_batch(host_batches(task, data, 1)[0])
-    new_state, metrics = compiled.train_step(compiled.place_state(state), batch,
-                                             jax.random.fold_in(root_keys(config.seed)["train"], 0))
-    losses = {k: float(v) for k, v in metrics.items() if "loss" in k}
-    return initial, jax.device_get(new_state), losses
+    run = Run(cls(config), mode="jit")
+    initial = jax.device_get(run.canonical_state())
+    metrics = run.step()  # the loop's first batch and key
+    losses = {k: v for k, v in metrics.items() if "loss" in k}
+    return initial, jax.device_get(run.canonical_state()), losses
 
 
 @pytest.mark.parametrize("family", BF16_FAMILIES)

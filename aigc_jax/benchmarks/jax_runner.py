@@ -16,10 +16,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from aigc_jax.data import sampler
 from aigc_jax.engine import run as engine_run
 from aigc_jax.engine.compile import compile_task
 from aigc_jax.errors import UserError
@@ -32,15 +29,6 @@ from aigc_jax.benchmarks.timing import measure, timed
 N_BATCHES = 4  # distinct on-device batches, used in rotation
 # One compiled copy of a whole state (leaf by leaf, every shape would compile its own copy).
 _copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
-
-
-def host_batches(task, data, n: int) -> list[dict]:
-    """The first `n` training batches the loop would draw (empty dicts for data-free families)."""
-    if data is None:
-        return [{} for _ in range(n)]
-    c = task.config
-    return [engine_run.host_batch(data.train, sampler.batch_indices(data.num_train, c.batch_size, i, c.seed))
-            for i in range(n)]
 
 
 def _xla_cost(executable, n_devices: int, mode: str) -> float | None:
@@ -105,13 +93,13 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
         peak_source=peak.source, shape=dict(type(task).benchmark_presets.get(preset, {})),
         xla_flags=xla_flags_env(), profile_dir=profile_dir)
 
-    keys = engine_run.root_keys(config.seed)
     data, state = prepare(task)
-    compiled = compile_task(task.bind(data), mode, config.batch_size)  # the steps close over load_data's constants
-    state = _copy_tree(state)  # the step donates its input: keep the caller's state intact
-    state = compiled.place_state(jax.device_put(state, NamedSharding(compiled.mesh, P())))
-    batches = [compiled.place_batch(b) for b in host_batches(task, data, N_BATCHES)]
-    rngs = [jax.random.fold_in(keys["train"], i) for i in range(N_BATCHES)]
+    # The loop's assembly (bound task, compiled step, keys, placement), from a copy of the shared
+    # initial state: the step donates its input.
+    run = engine_run.Run(task, data, mode=mode, state=_copy_tree(state))
+    compiled, state = run.compiled, run.state
+    batches = [compiled.place_batch(run.host_batch(i)) for i in range(N_BATCHES)]
+    rngs = [jax.random.fold_in(run.keys["train"], i) for i in range(N_BATCHES)]
     jax.block_until_ready((state, batches, rngs))
 
     step = compiled.train_step

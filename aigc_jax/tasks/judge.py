@@ -78,18 +78,17 @@ def _train(task, workdir: str) -> dict:
 
 def _restore(task, workdir: str):
     from aigc_jax.engine.checkpoint import Checkpointer
-    from aigc_jax.engine.run import initial_state, root_keys
+    from aigc_jax.engine.run import Run
 
-    data = task.load_data()
-    target = initial_state(task, data, root_keys(task.config.seed)["init"])
+    run = Run(task, mode="jit")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1)
     try:
-        restored = ckpt.restore_latest(target, task.config.to_dict(), move_damaged=False)
+        step = run.restore(ckpt, resumable=(), move_damaged=False)
     finally:
         ckpt.close()
-    if restored is None:
+    if step is None:
         raise RuntimeError(f"no judge checkpoint in {workdir}; delete that folder to train the judge again")
-    return jax.device_get(restored[1].params)
+    return jax.device_get(run.canonical_state().params)
 
 
 def ensure_judge(dataset: str = "digits", data_dir: str = "") -> str:
