@@ -28,7 +28,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     """Split argv into the named options and the `--config.KEY=VALUE` overrides."""
     from aigc_jax.errors import UserError
 
-    parser = _Parser(prog="python -m train", usage=USAGE, add_help=True)
+    parser = _Parser(prog="python -m train", usage=USAGE, add_help=True,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=family_help(argv) if any(a in ("-h", "--help") for a in argv) else None)
     parser.add_argument("family", nargs="?")
     parser.add_argument("sample_family", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help="default: runs/FAMILY")
@@ -71,6 +73,23 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
         if value is not None:
             overrides[key] = value
     return args, overrides
+
+
+def family_help(argv: list[str]) -> str | None:
+    """For `python -m train [--import M] FAMILY --help`: the family's config keys (defaults, accepted
+    values, help); None without a family."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("family", nargs="?")
+    pre.add_argument("sample_family", nargs="?")
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    known, _ = pre.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    name = known.sample_family if known.family == "sample" else known.family
+    if not name:
+        return "python -m train FAMILY --help lists the family's config keys."
+    from aigc_jax.tasks import config_help, registry
+
+    registry.import_families(known.imports)
+    return config_help.describe(registry.get(name), name)
 
 
 def quiet_libraries() -> None:

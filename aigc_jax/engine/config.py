@@ -45,29 +45,29 @@ RESUMABLE = ("steps", "log_every", "eval_every", "ckpt_every", "sample_every", "
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.family = ""
-    c.steps = 1000
-    c.batch_size = 64
-    c.eval_batch_size = 256
-    c.learning_rate = 1e-3
-    c.seed = 0
+    c.steps = 1000  # train steps (one batch each; with grad_accum, micro-batches)
+    c.batch_size = 64  # examples per step, over all devices
+    c.eval_batch_size = 256  # examples per evaluation batch (the last one padded and masked)
+    c.learning_rate = 1e-3  # the optimizer's (peak) step size
+    c.seed = 0  # every key of the run (init, batches, noise, eval, samples) derives from it
     c.parallel = "sharded"  # jit | sharded | shard_map | pmap
     c.dtype = "float32"  # compute dtype of the modules: float32 | bfloat16 (parameters stay float32)
     c.dataset = "digits"  # the embedded default, or a TFDS catalog name
     c.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/.cache/aigc_jax/tfds
-    c.log_every = 50
-    c.eval_every = 500  # 0 = only at the end
-    c.ckpt_every = 500  # 0 = only at the end
-    c.sample_every = 500  # 0 = only at the end
-    c.keep_checkpoints = 3
+    c.log_every = 50  # steps between train-metric rows in metrics.jsonl
+    c.eval_every = 500  # steps between evaluations on the held-out split; 0 = only at the end
+    c.ckpt_every = 500  # steps between checkpoints; 0 = only at the end
+    c.sample_every = 500  # steps between sample files; 0 = only at the end
+    c.keep_checkpoints = 3  # newest checkpoints kept in WORKDIR/checkpoints
     c.nan_policy = "stop"  # a NaN/Inf update: stop (keep the last good checkpoint) | skip it
     # Regularisation of every TrainState's weights (engine/state.py `regularise`): L1 as a loss term
     # l1 * sum|w|, L2 as decoupled (AdamW-style) decay w -= learning_rate * l2 * w per update.
-    c.l1 = 0.0
-    c.l2 = 0.0
+    c.l1 = 0.0  # L1 penalty on weight matrices, added to the gradients
+    c.l2 = 0.0  # decoupled weight decay: w -= learning_rate * l2 * w per update
     # Every family (engine/state.py `engine_options`): average the gradients of grad_accum steps
     # into one update, and keep an EMA of the weights for evaluation and samples (0 = none).
-    c.grad_accum = 1
-    c.ema_decay = 0.0
+    c.grad_accum = 1  # average the gradients of this many steps into one update
+    c.ema_decay = 0.0  # EMA of the weights for evaluation and samples; 0 = none
     return c
 
 

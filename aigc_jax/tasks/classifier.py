@@ -65,7 +65,7 @@ class MLPClassifier(_Classifier):
     @staticmethod
     def default_config():
         c = base_config()
-        c.hidden = (256, 128)
+        c.hidden = (256, 128)  # hidden layer widths of the MLP
         c.steps = 1500
         c.batch_size = 32
         c.learning_rate = 1e-3
@@ -94,8 +94,8 @@ class CNNClassifier(_Classifier):
     @staticmethod
     def default_config():
         c = base_config()
-        c.channels = (32, 64)
-        c.hidden = 64
+        c.channels = (32, 64)  # output channels of the two 3x3 convolutions
+        c.hidden = 64  # width of the dense layer after the convolutions
         c.steps = 1000
         c.batch_size = 32
         c.learning_rate = 1e-3

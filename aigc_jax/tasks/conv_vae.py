@@ -18,8 +18,8 @@ class ConvVAETask(VAETask):
     def default_config():
         c = VAETask.default_config()
         del c["hidden"]
-        c.channels = (32, 64)
-        c.latent = 16
+        c.channels = (32, 64)  # encoder convolution widths (the decoder mirrors them)
+        c.latent = 16  # size of the latent code z
         c.steps = 2000
         c.batch_size = 64
         return c

@@ -85,18 +85,18 @@ class CycleGANTask(Task):
     def default_config():
         c = base_config()
         c.dataset_b = "printed_digits"  # domain B; domain A is config.dataset (digits)
-        c.g_width = 16
-        c.g_blocks = 3
-        c.d_width = 32
-        c.d_layers = 2
-        c.cycle_weight = 10.0
+        c.g_width = 16  # generator base width
+        c.g_blocks = 3  # generator residual blocks
+        c.d_width = 32  # PatchGAN discriminator base width
+        c.d_layers = 2  # PatchGAN discriminator stride-2 layers
+        c.cycle_weight = 10.0  # weight of the cycle-consistency loss
         c.identity_weight = 5.0  # the paper's 0.5 x cycle_weight; 0 skips the identity passes
-        c.pool_size = 50
+        c.pool_size = 50  # image pool of past fakes shown to D (0 = none)
         c.decay_from = 0.5  # fraction of steps after which the learning rate falls linearly to 0
         c.steps = 400
         c.batch_size = 8
         c.learning_rate = 2e-4
-        c.beta1 = 0.5
+        c.beta1 = 0.5  # Adam's beta1 (0.5, as CycleGAN)
         c.log_every = 25
         c.eval_every = 200
         c.ckpt_every = 200

@@ -38,15 +38,15 @@ class DCGANTask(Task):
     @staticmethod
     def default_config():
         c = base_config()
-        c.latent = 100
+        c.latent = 100  # size of the generator's input noise z
         # The seed's widths are (512, 256, 128) / (128, 256, 512) (the `cpu` benchmark preset); a
         # quarter of them trains in minutes on a laptop CPU.
-        c.g_channels = (128, 64, 32)
-        c.d_channels = (32, 64, 128)
+        c.g_channels = (128, 64, 32)  # generator widths at 4, 8 and 16 pixels
+        c.d_channels = (32, 64, 128)  # discriminator widths at 16, 8 and 4 pixels
         c.steps = 1000
         c.batch_size = 64
         c.learning_rate = 2e-4
-        c.beta1 = 0.5
+        c.beta1 = 0.5  # Adam's beta1 (0.5, as the DCGAN paper)
         c.log_every = 50
         c.eval_every = 250
         c.ckpt_every = 250

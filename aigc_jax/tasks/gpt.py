@@ -24,16 +24,16 @@ class GPTTask(NeuralLanguageModelTask):
     @staticmethod
     def default_config():
         c = lm_config()
-        c.width = 128  # the BENCHMARKS shape (cpu preset) is 256 wide: 2.3x slower per step here
-        c.layers = 4
-        c.heads = 4
+        c.width = 128  # model width (the cpu benchmark preset is 256: 2.3x slower per step)
+        c.layers = 4  # transformer blocks
+        c.heads = 4  # attention heads (width must divide by it)
         c.dtype = "float32"
         # Chosen on pydoc_text's validation split (docs/language.md): 128-byte windows, twice as many
         # per batch (the same bytes per step), and a higher peak learning rate left the early
         # plateau sooner (2.790 -> 2.078 bits per byte after 600 steps); dropout let it train twice
         # as long without over-fitting (2.010 after 1200, where the LSTM scores 2.040).
         c.seq_len = 128
-        c.sample_tokens = 120  # prompt + new bytes fit the 128-byte context
+        c.sample_tokens = 120  # new bytes per sample (prompt + new bytes fit the 128-byte context)
         c.steps = 1200
         c.batch_size = 32
         c.learning_rate = 4e-3

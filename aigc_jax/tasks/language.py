@@ -39,14 +39,14 @@ def lm_config():
     add_schedule_keys(c)
     c.prompt = "def "  # what samples continue (python -m train sample FAMILY --prompt TEXT)
     c.sample_tokens = 200  # new bytes per sample (--tokens N)
-    c.num_samples = 4
+    c.num_samples = 4  # samples written per sample file
     c.temperature = 0.8  # 0 = greedy
     c.top_k = 0  # keep only the k most likely bytes; 0 = all
     c.top_p = 0.95  # nucleus: the smallest set of bytes with this much probability; 1 = all
     c.log_every = 50
     c.eval_every = 250
     c.ckpt_every = 250
-    c.sample_every = 0  # 0 = only at the end
+    c.sample_every = 0  # steps between sample files; 0 = only at the end
     return c
 
 

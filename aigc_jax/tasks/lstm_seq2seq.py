@@ -19,9 +19,9 @@ class LSTMSeq2SeqTask(Seq2SeqTask):
     @staticmethod
     def default_config():
         c = seq2seq_config()
-        c.embed = 64
-        c.hidden = 256
-        c.layers = 1
+        c.embed = 64  # token embedding width
+        c.hidden = 256  # LSTM state width
+        c.layers = 1  # stacked LSTM layers in the encoder and the decoder
         c.steps = 600
         c.learning_rate = 3e-3
         return c

@@ -41,9 +41,9 @@ def encoder_config():
     c = base_config()
     c.dataset = EMBEDDED
     c.seq_len = 64  # bytes per window (the encoder's context)
-    c.width = 64  # a few-minute run on a shared 2-core CPU; the cpu preset is BERT's shape scaled down
-    c.layers = 3
-    c.heads = 4
+    c.width = 64  # model width (a few-minute CPU run; the cpu preset is BERT's shape scaled down)
+    c.layers = 3  # encoder blocks
+    c.heads = 4  # attention heads (width must divide by it)
     c.dtype = "float32"
     c.weight_decay = 0.01  # AdamW's, decoupled
     add_schedule_keys(c)
@@ -103,13 +103,13 @@ class MLMTask(Task):
     @staticmethod
     def default_config():
         c = encoder_config()
-        c.mask_rate = 0.15
+        c.mask_rate = 0.15  # fraction of bytes masked (80% [MASK], 10% random, 10% kept)
         c.steps = 1000
         c.batch_size = 32
         c.eval_batch_size = 128
         c.learning_rate = 2e-3
         c.warmup_steps = 50
-        c.num_samples = 4
+        c.num_samples = 4  # windows written per sample file
         c.log_every = 50
         c.eval_every = 500
         c.ckpt_every = 500

@@ -58,7 +58,7 @@ class MLMFinetuneTask(Task):
         c.eval_batch_size = 128
         c.learning_rate = 1e-3
         c.warmup_steps = 10
-        c.num_samples = 8
+        c.num_samples = 8  # test windows written per sample file
         c.log_every = 25
         c.eval_every = 50
         c.ckpt_every = 150

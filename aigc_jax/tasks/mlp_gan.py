@@ -32,13 +32,13 @@ class MLPGAN(Task):
     @staticmethod
     def default_config():
         c = base_config()
-        c.latent = 100
-        c.g_hidden = (256, 512)
-        c.d_hidden = (512, 256)
+        c.latent = 100  # size of the generator's input noise z
+        c.g_hidden = (256, 512)  # generator hidden layer widths
+        c.d_hidden = (512, 256)  # discriminator hidden layer widths
         c.steps = 6000
         c.batch_size = 64
         c.learning_rate = 2e-4
-        c.beta1 = 0.5
+        c.beta1 = 0.5  # Adam's beta1 (0.5, as DCGAN recommends for GANs)
         c.log_every = 100
         c.eval_every = 1000
         c.ckpt_every = 1000

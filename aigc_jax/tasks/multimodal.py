@@ -36,9 +36,9 @@ def caption_config():
     """The config keys both caption families share (the seed model's sizes)."""
     c = base_config()
     c.channels = (32, 64)  # image encoder: the digits CNN
-    c.hidden = 64
-    c.text_width = 64
-    c.embed = 64
+    c.hidden = 64  # image encoder width
+    c.text_width = 64  # text encoder width
+    c.embed = 64  # shared embedding width
     c.caption_seed = 0  # which template captions which image (data/digit_captions.py)
     c.steps = 800
     c.batch_size = 64
@@ -124,7 +124,7 @@ class MultimodalTask(CaptionTask):
     @staticmethod
     def default_config():
         c = caption_config()
-        c.fusion_hidden = 64
+        c.fusion_hidden = 64  # fusion MLP hidden width
         return c
 
     @property

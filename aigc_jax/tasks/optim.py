@@ -10,7 +10,7 @@ SCHEDULE_CHOICES = {"lr_schedule": ("constant", "cosine")}
 
 def add_schedule_keys(config) -> None:
     """Add the schedule keys to `config` (a family's default config) with their defaults."""
-    config.warmup_steps = 0
+    config.warmup_steps = 0  # linear warm-up of the learning rate from 0, in steps
     config.lr_schedule = "cosine"  # decay to 0 at config.steps, or "constant"
     config.clip_norm = 1.0  # global gradient-norm clipping; 0 = off
 

@@ -32,15 +32,15 @@ class PPOTask(RLTask):
         c.steps = 600  # updates; env steps = steps * num_steps * batch_size
         c.batch_size = 4  # environments per agent
         c.num_steps = 128  # rollout length per update
-        c.update_epochs = 4
-        c.num_minibatches = 4
+        c.update_epochs = 4  # passes over each rollout per update
+        c.num_minibatches = 4  # minibatches per pass
         c.learning_rate = 2.5e-4
-        c.anneal_lr = True
-        c.gae_lambda = 0.95
-        c.clip_eps = 0.2
-        c.ent_coef = 0.01
-        c.vf_coef = 0.5
-        c.max_grad_norm = 0.5
+        c.anneal_lr = True  # anneal the learning rate linearly to 0 over the run
+        c.gae_lambda = 0.95  # GAE lambda
+        c.clip_eps = 0.2  # PPO's probability-ratio clip
+        c.ent_coef = 0.01  # entropy bonus weight
+        c.vf_coef = 0.5  # value loss weight
+        c.max_grad_norm = 0.5  # global gradient-norm clip
         c.log_every = 20
         c.eval_every = 100
         c.ckpt_every = 200

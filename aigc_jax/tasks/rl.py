@@ -85,13 +85,13 @@ def spread(name: str, per_agent: jax.Array) -> dict:
 def rl_config():
     c = base_config()
     del c["dataset"], c["data_dir"]  # no dataset: experience comes from the environment
-    c.env = "cartpole"
+    c.env = "cartpole"  # the environment (CartPole-v1 in JAX)
     c.batch_size = 4  # environments per agent
     c.num_seeds = 1  # agents trained at once (vmap); agent i starts from the i-th split of the init key
-    c.hidden = (64, 64)
-    c.gamma = 0.99
+    c.hidden = (64, 64)  # actor and critic hidden layer widths
+    c.gamma = 0.99  # discount factor
     c.max_episode_steps = 500  # CartPole-v1's time limit
-    c.eval_episodes = 100
+    c.eval_episodes = 100  # greedy episodes per evaluation
     c.eval_batch_size = 100
     c.sample_every = 0
     return c

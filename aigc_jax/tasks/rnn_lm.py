@@ -30,9 +30,9 @@ class RecurrentLMTask(NeuralLanguageModelTask):
     def recurrent_config(cell: str, learning_rate: float):
         c = lm_config()
         c.cell = cell  # rnn (Elman) | lstm | gru
-        c.embed = 64
-        c.hidden = 256
-        c.layers = 1
+        c.embed = 64  # byte embedding width
+        c.hidden = 256  # recurrent state width
+        c.layers = 1  # stacked recurrent layers
         c.bptt = 64  # truncation: bytes per segment, one update each; seq_len / bptt segments per step
         c.steps = 500
         c.batch_size = 32

@@ -40,7 +40,7 @@ def seq2seq_config():
     c.log_every = 50
     c.eval_every = 200
     c.ckpt_every = 200
-    c.sample_every = 0  # 0 = only at the end
+    c.sample_every = 0  # steps between sample files; 0 = only at the end
     return c
 
 

@@ -74,20 +74,20 @@ class SimCLRTask(Task):
     @staticmethod
     def default_config():
         c = base_config()
-        c.channels = (16, 32)
+        c.channels = (16, 32)  # encoder convolution widths
         # The representation h that the probe reads. Wider random ReLU features are already nearly as
         # separable as trained ones on these digits (128: 0.972 at init vs 0.975 after 400 steps);
         # at 64 training shows (0.917 -> 0.958).
-        c.hidden = 64
-        c.head_hidden = 128
-        c.projection = 64
-        c.temperature = 0.2
+        c.hidden = 64  # encoder output width h (what the probe reads)
+        c.head_hidden = 128  # projection head hidden width
+        c.projection = 64  # projection z width (what NT-Xent compares)
+        c.temperature = 0.2  # NT-Xent temperature
         aug = Augmentation()
         c.aug_rotation = aug.rotation  # degrees
         c.aug_scale = aug.scale  # zoom in [1 - s, 1 + s]
         c.aug_shift = aug.shift  # pixels
         c.aug_elastic = aug.elastic  # pixels (std of the smooth displacement)
-        c.aug_noise = aug.noise
+        c.aug_noise = aug.noise  # std of the Gaussian noise augmentation
         c.steps = 400
         c.batch_size = 128
         c.learning_rate = 2e-3

@@ -71,16 +71,16 @@ class StyleGANTask(Task):
     def default_config():
         c = base_config()
         c.latent = 64  # z
-        c.w_dim = 64
-        c.mapping_layers = 4
+        c.w_dim = 64  # width of the mapped style w
+        c.mapping_layers = 4  # layers of the mapping network z -> w
         c.g_channels = (64, 64, 32, 16)  # synthesis widths at 4, 8, 16, 32
         c.d_channels = (16, 32, 64, 64)  # discriminator widths at 32, 16, 8, 4
         c.steps = 1000
         c.batch_size = 32
         c.learning_rate = 2e-3
-        c.beta1 = 0.0
-        c.beta2 = 0.99
-        c.r1_gamma = 0.1
+        c.beta1 = 0.0  # Adam's beta1 (0, as StyleGAN2)
+        c.beta2 = 0.99  # Adam's beta2
+        c.r1_gamma = 0.1  # R1 penalty weight on real images' input gradients
         c.r1_interval = 1  # lazy R1: the penalty (times the interval) on every k-th step only
         c.style_mixing = 0.9  # per-example probability of mixing two ws
         c.ema_decay = 0.99  # the engine's EMA of the weights, per step: what is evaluated and sampled

@@ -20,11 +20,11 @@ class TransformerTask(Seq2SeqTask):
     @staticmethod
     def default_config():
         c = seq2seq_config()
-        c.width = 128
-        c.heads = 4
-        c.encoder_layers = 2
-        c.decoder_layers = 2
-        c.ff = 512
+        c.width = 128  # model width (embeddings, attention, residual stream)
+        c.heads = 4  # attention heads (width must divide by it)
+        c.encoder_layers = 2  # encoder blocks
+        c.decoder_layers = 2  # decoder blocks
+        c.ff = 512  # feed-forward hidden width
         c.positions = "sinusoidal"  # or "learned"
         c.steps = 400
         c.learning_rate = 1e-3

@@ -37,8 +37,8 @@ class VAETask(Task):
     @staticmethod
     def default_config():
         c = base_config()
-        c.hidden = 400
-        c.latent = 20
+        c.hidden = 400  # width of the encoder's and decoder's hidden layer
+        c.latent = 20  # size of the latent code z
         c.steps = 3000
         c.batch_size = 128
         c.learning_rate = 1e-3

@@ -63,17 +63,17 @@ class VAEGANTask(Task):
         # Tuned on the digits at this CPU budget (600-step probes): the first D layer as Dis_l and
         # sigma 3 gave judge FD 172 where the last layer and sigma 1-6 stayed at 420-670 (noisy prior
         # samples: deeper features do not see pixel noise); latent 8 and lr 5e-4 learn faster.
-        c.latent = 8
+        c.latent = 8  # size of the latent code z
         c.channels = (16, 32)  # encoder's (seed 003's autoencoder); the decoder mirrors it
-        c.d_channels = (16, 32)
-        c.d_hidden = 64
+        c.d_channels = (16, 32)  # discriminator convolution widths
+        c.d_hidden = 64  # discriminator dense width
         c.feature_layer = 0  # which of D's conv layers is Dis_l (0 = the first, -1 = the last)
         c.gamma = 1.0  # weight of L_llike against L_GAN in the decoder's loss
         c.feature_sigma = 3.0  # standard deviation of the Gaussian likelihood in Dis_l
         c.steps = 2000
         c.batch_size = 64
         c.learning_rate = 5e-4
-        c.beta1 = 0.5
+        c.beta1 = 0.5  # Adam's beta1
         c.log_every = 100
         c.eval_every = 500
         c.ckpt_every = 1000

@@ -72,12 +72,12 @@ class Word2VecTask(Task):
         c.learning_rate = 0.1  # per pair, as word2vec.c's alpha (see `optimizer`)
         add_schedule_keys(c)  # cosine decay to 0 at `steps`
         c.clip_norm = 0.0
-        c.query_words = ("list", "function", "class", "import", "string", "true")
+        c.query_words = ("list", "function", "class", "import", "string", "true")  # words the samples list neighbours of
         c.neighbours = 8  # nearest neighbours listed per query word
         c.log_every = 100
         c.eval_every = 1000
         c.ckpt_every = 1000
-        c.sample_every = 0  # 0 = only at the end
+        c.sample_every = 0  # steps between sample files; 0 = only at the end
         return c
 
     def __init__(self, config, constants=None):
