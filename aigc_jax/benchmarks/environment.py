@@ -7,6 +7,7 @@ from importlib import metadata
 
 import jax
 
+from aigc_jax.engine.host_memory import malloc_tuning_in_effect
 from aigc_jax.engine.xla_flags import xla_flags_in_effect
 
 
@@ -41,5 +42,6 @@ def jax_environment() -> dict:
         "process_count": jax.process_count(),
         "xla_flags": xla_flags_env(),
         "engine_xla_flags": xla_flags_in_effect(),  # which flags the engine's defaults added
+        "malloc_tuning": malloc_tuning_in_effect(),  # engine/host_memory.py
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
     }
