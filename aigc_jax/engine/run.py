@@ -130,7 +130,9 @@ class Run:
         else:  # one global (replicated) array per leaf, whatever devices the state came from
             state = jax.device_put(state, jax.sharding.NamedSharding(self.compiled.mesh, jax.sharding.PartitionSpec()))
         self.state = self.compiled.place_state(state)
-        self._eval_inputs = None
+        # What evaluation scores: the test split, or for families without a dataset (environments)
+        # the examples they name themselves (one per episode, say); None: no evaluation.
+        self.test_split = self.data.test if self.data is not None else self.task.eval_inputs()
 
     # ---- data and keys: pure functions of (seed, step) ----
 
@@ -178,14 +180,6 @@ class Run:
     def canonical_state(self):
         """The state as one global pytree (what is evaluated and checkpointed)."""
         return self.compiled.canonical(self.state)
-
-    @property
-    def test_split(self) -> dict | None:
-        if self.data is not None:
-            return self.data.test
-        if self._eval_inputs is None:
-            self._eval_inputs = self.task.eval_inputs()
-        return self._eval_inputs
 
     def eval_batch_size(self) -> int:
         test = self.test_split
