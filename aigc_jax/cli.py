@@ -111,11 +111,9 @@ def start_runtime(args) -> None:
 
 def check_batch_fits_devices(config) -> None:
     """The batch must split evenly over the devices of its parallel mode: said before a workdir is read."""
-    import jax
+    from aigc_jax.engine.compile import check_fits
 
-    from aigc_jax.engine.compile import check_batch_size
-
-    check_batch_size(config.batch_size, config.parallel, 1 if config.parallel == "jit" else jax.device_count())
+    check_fits(config.parallel, config.batch_size)
 
 
 def check_parallel_for_processes(parallel: str) -> None:

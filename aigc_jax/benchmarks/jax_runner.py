@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from aigc_jax.engine import run as engine_run
-from aigc_jax.engine.compile import compile_task
+from aigc_jax.engine.compile import check_fits
 from aigc_jax.errors import UserError
 from aigc_jax.benchmarks import records
 from aigc_jax.benchmarks.environment import xla_flags_env
@@ -84,8 +84,7 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
     the data and the initial state (the state is copied, not consumed). With `profile_dir`, a
     jax.profiler trace of the timed windows (not the compile, not the warm-up) is written there."""
     config = task.config
-    compiled = compile_task(task, mode, config.batch_size)  # first: it rejects a batch the devices do not divide
-    devices = compiled.devices
+    devices = check_fits(mode, config.batch_size)  # first: it rejects a batch the devices do not divide
     platform = devices[0].platform
     record = records.new_record(
         task.name, mode, "jax", preset, dtype=config.get("dtype", "float32"), batch_size=config.batch_size,

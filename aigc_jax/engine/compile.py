@@ -66,14 +66,21 @@ def check_batch_size(batch_size: int, mode: str, num_devices: int, key: str = "b
                         f"parallel={mode}; expected a multiple of {num_devices}")
 
 
-def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask:
-    """Compile `task`'s train/eval/sample steps for `mode` over `devices` (default: all devices)."""
+def check_fits(mode: str, batch_size: int, devices=None) -> tuple:
+    """The devices `mode` runs on (one for jit), after checking that `mode` is a parallel mode and
+    that the batch splits evenly over them: a UserError said before any data is read."""
     if mode not in PARALLEL_MODES:
         raise UserError(f"config.parallel={mode!r}: expected one of {', '.join(PARALLEL_MODES)}")
     devices = tuple(jax.devices() if devices is None else devices)
     if mode == "jit":
         devices = devices[:1]
     check_batch_size(batch_size, mode, len(devices))
+    return devices
+
+
+def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask:
+    """Compile `task`'s train/eval/sample steps for `mode` over `devices` (default: all devices)."""
+    devices = check_fits(mode, batch_size, devices)
     mesh = Mesh(np.asarray(devices), (parallel.DATA_AXIS,))
     replicated = NamedSharding(mesh, P())
     split = NamedSharding(mesh, P(parallel.DATA_AXIS))

@@ -14,7 +14,7 @@ import time
 import jax
 
 from aigc_jax.engine.checkpoint import Checkpointer, check_same_run, latest_config
-from aigc_jax.engine.compile import compile_task
+from aigc_jax.engine.compile import check_fits
 from aigc_jax.engine.guard import FLAG, NonFiniteError, PendingChecks
 from aigc_jax.engine.metrics import MetricWriter, progress_bar, to_python, write_atomically
 from aigc_jax.engine.samples import write_samples
@@ -90,7 +90,7 @@ def train_and_evaluate(task, workdir: str, fresh: bool = False, log=print, show_
 def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: StopSignal) -> dict:
     config = task.config
     check_workdir(workdir)
-    compile_task(task, config.parallel, config.batch_size)  # a batch the devices do not divide: said first
+    check_fits(config.parallel, config.batch_size)  # a batch the devices do not divide: said first
     if not fresh:  # a resume that would change the run fails now, before any data is read
         found = latest_config(os.path.join(workdir, "checkpoints"))
         if found is not None:

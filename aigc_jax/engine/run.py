@@ -19,7 +19,7 @@ import numpy as np
 
 from aigc_jax.data import sampler
 from aigc_jax.engine.checkpoint import Checkpointer
-from aigc_jax.engine.compile import CompiledTask, compile_task
+from aigc_jax.engine.compile import CompiledTask, check_fits, compile_task
 from aigc_jax.engine.guard import FLAG
 from aigc_jax.engine.metrics import to_python, write_atomically
 from aigc_jax.engine.state import engine_options, evaluation_view, regularise
@@ -118,7 +118,7 @@ class Run:
 
     def __init__(self, task, data=LOAD, mode: str | None = None, state=None):
         config = task.config
-        compile_task(task, mode or config.parallel, config.batch_size)  # a batch the devices do not divide: said first
+        check_fits(mode or config.parallel, config.batch_size)  # before any data is read
         self.data = task.load_data() if data is LOAD else data
         self.task = task.bind(self.data)  # holds what load_data prepared for the steps (Splits.constants)
         self.config = config

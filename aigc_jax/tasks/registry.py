@@ -112,7 +112,6 @@ def build(family: str, overrides: dict | None = None, trained: dict | None = Non
         if key in config:
             config[key] = tuple(value) if isinstance(config[key], tuple) else value
     config.family = family
-    given = {**(overrides or {}), **{k: _as_text(v) for k, v in values.items()}}
-    config = apply_overrides(config, {k: str(v) for k, v in given.items()})
+    config = apply_overrides(config, {k: _as_text(v) for k, v in {**(overrides or {}), **values}.items()})
     validate(config, cls.config_ranges, cls.config_choices)
     return cls(config)
