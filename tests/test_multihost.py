@@ -28,14 +28,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(tmp_path):
-    single = subprocess.run([sys.executable, "-m", "train", "mlp", "--workdir", str(tmp_path / "one"), *ARGS],
+@pytest.mark.parametrize("data", [[], ["--config.dataset=synthetic_images", "--config.num_examples=300",
+                                                "--config.in_memory_mb=0"]],
+                         ids=["in_memory", "streamed"])
+def test_two_processes_match_one(tmp_path, data):
+    """Each process reads its half of every global batch: from the arrays in memory, or (streamed)
+    only those records from the array_record files of a set on disk."""
+    args = [*ARGS, *data]
+    single = subprocess.run([sys.executable, "-m", "train", "mlp", "--workdir", str(tmp_path / "one"), *args],
                             env=env_with_devices(4), capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
 
     port = free_port()
     workdir = str(tmp_path / "two")
-    procs = [subprocess.Popen([sys.executable, "-m", "train", "mlp", "--workdir", workdir, *ARGS,
+    procs = [subprocess.Popen([sys.executable, "-m", "train", "mlp", "--workdir", workdir, *args,
                                "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(i)],
                               env=env_with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
@@ -51,7 +57,7 @@ def test_two_processes_match_one(tmp_path):
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-7), (a["step"], k)
     # Both processes saved into one orbax checkpoint, which a single process can resume.
     assert sorted(os.listdir(tmp_path / "two" / "checkpoints")) == ["3", "6"]
-    resumed = subprocess.run([sys.executable, "-m", "train", "mlp", "--workdir", workdir, *ARGS, "--config.steps=7"],
+    resumed = subprocess.run([sys.executable, "-m", "train", "mlp", "--workdir", workdir, *args, "--config.steps=7"],
                              env=env_with_devices(4), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from step 6" in resumed.stdout

@@ -11,10 +11,13 @@ import pytest
 from conftest import read_metrics, train_family
 
 TINY = dict(batch_size=16, log_every=1, eval_every=5, sample_every=0, ckpt_every=5)
-SMALL = {"mlp_gan": dict(g_hidden="32,64", d_hidden="64,32"), "vae": dict(hidden=64)}
+SMALL = {"mlp_gan": dict(g_hidden="32,64", d_hidden="64,32"), "vae": dict(hidden=64),
+         # colour images read from disk batch by batch, ahead of the step (engine/input_pipeline.py)
+         "dcgan": dict(dataset="synthetic_images", num_examples=300, in_memory_mb=0, judge_metrics=False, latent=8,
+                       g_channels="16,8,8", d_channels="8,8,16", batch_size=8)}
 
 
-@pytest.mark.parametrize("family", ["mlp_gan", "vae"])
+@pytest.mark.parametrize("family", ["mlp_gan", "vae", "dcgan"])
 def test_resume_equals_uninterrupted(tmp_path, family):
     small = {**TINY, **SMALL[family]}
     _, straight = train_family(family, tmp_path / "straight", steps=20, **small)

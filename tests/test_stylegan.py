@@ -46,12 +46,13 @@ def run(task, digits):
 
 def judge_fd(task, state, real):
     from aigc_jax.tasks import judge
-    from aigc_jax.tasks.images import to_judge_size
+    from aigc_jax.tasks.images import to_judge_input
 
     keys = jax.random.split(jax.random.key(7), 2 * len(real))
     z = jax.vmap(lambda k: jax.random.normal(k, (task.config.latent,)))(keys[::2])
     fake = jax.jit(task.generate)(evaluation_view(state), z, keys[1::2])  # the EMA generator, as evaluated
-    return judge.fd_of_images(judge.judge_params(), np.asarray(to_judge_size(fake)), np.asarray(to_judge_size(real)))
+    params = judge.judge_params()
+    return judge.fd_of_images(params, np.asarray(to_judge_input(params, fake)), np.asarray(to_judge_input(params, real)))
 
 
 def test_learns_on_a_tiny_run(task, digits, run):

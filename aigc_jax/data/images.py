@@ -1,12 +1,17 @@
-"""Image classification datasets as in-memory float arrays: the embedded digits or a TFDS catalog set."""
+"""Image classification datasets as float arrays: the embedded digits, `synthetic_images` or a TFDS catalog
+set, in memory or (a large train split) read from disk batch by batch."""
+
+import dataclasses
+import functools
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from aigc_jax.data import digits, printed_digits
+from aigc_jax.data import digits, printed_digits, synthetic_images
 from aigc_jax.data.dirs import tfds_data_dir
 from aigc_jax.data.embedded import catalog_sources, prepare, read_all
+from aigc_jax.data.records import ArrayRecordExamples, RecordSplit, stays_on_disk
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
@@ -20,38 +25,75 @@ def prepare_digits(data_dir: str) -> tfds.core.DatasetBuilder:
     return prepare(digits.Digits, data_dir)
 
 
-def _to_float(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [N, H, W, C] -> float32 [N, size, size, 1] in [0, 1] (grey, resized if needed)."""
-    images = images.astype(np.float32)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.shape[-1] > 1:
-        images = images.mean(axis=-1, keepdims=True)
-    if images.shape[1:3] != (size, size):
-        images = np.stack([
-            np.asarray(Image.fromarray(im[..., 0]).resize((size, size), Image.Resampling.BILINEAR))
-            for im in images])[..., None]
-    return images / 255.0
+@dataclasses.dataclass(frozen=True)
+class ImageDecoder:
+    """Records -> {"image": float32 [N, size, size, C] in [0, 1], "label": int32 [N]}: the stored
+    `key` image, resized if needed, in colour (the dataset's channels) or averaged to one grey channel."""
+
+    key: str
+    size: int
+    colour: bool
+
+    def __call__(self, records: list[dict]) -> dict[str, np.ndarray]:
+        return {"image": self.to_float(np.stack([r[self.key] for r in records])),
+                "label": np.asarray([r["label"] for r in records], np.int32)}
+
+    def to_float(self, images: np.ndarray) -> np.ndarray:
+        images = images.astype(np.float32)
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.shape[-1] > 1 and not self.colour:
+            images = images.mean(axis=-1, keepdims=True)
+        if images.shape[1:3] != (self.size, self.size):
+            rows, cols = _bilinear(images.shape[1], self.size), _bilinear(images.shape[2], self.size)
+            images = np.einsum("oh,nhwc,pw->nopc", rows, images, cols, optimize=True)
+        return images / 255.0
 
 
-def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28) -> Splits:
-    """{"image": float32 [N, S, S, 1] in [0, 1], "label": int32 [N]} for train and test."""
-    data_dir = tfds_data_dir(data_dir)
+@functools.lru_cache(maxsize=16)
+def _bilinear(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in]: Pillow's bilinear resize along one axis as a matrix (its columns are the
+    resized unit vectors). Pillow resizes separably and linearly, so applying it to rows and then
+    columns of a whole batch at once equals resizing image by image (to float rounding)."""
+    eye = np.eye(size_in, dtype=np.float32)
+    return np.stack([np.asarray(Image.fromarray(eye[i][None, :]).resize((size_out, 1), Image.Resampling.BILINEAR))[0]
+                     for i in range(size_in)], axis=1)
+
+
+def image_sources(dataset: str, data_dir: str, image_size: int, num_examples: int = 0):
+    """(stored image key, {split: tfds data source}) of an embedded, synthetic or catalog image set."""
     if dataset == EMBEDDED or dataset in EMBEDDED_OTHERS:
         key = {28: "image", 32: "image32"}.get(image_size, "image32")
         builder = EMBEDDED_OTHERS.get(dataset)
-        sources = (prepare(builder, data_dir) if builder else prepare_digits(data_dir)).as_data_source()
+        return key, (prepare(builder, data_dir) if builder else prepare_digits(data_dir)).as_data_source()
+    if dataset == synthetic_images.NAME:
+        config = synthetic_images.config_for(num_examples)
+        builder = functools.partial(synthetic_images.SyntheticImages, config=config)
+        return "image", prepare(builder, data_dir).as_data_source()
+    return "image", catalog_sources(dataset, data_dir, EMBEDDED)
+
+
+def load_image_splits(dataset: str, data_dir: str = "", image_size: int = 28, *, num_examples: int = 0,
+                      colour: bool = False, in_memory_mb: float | None = None) -> Splits:
+    """{"image": float32 [N, S, S, C] in [0, 1], "label": int32 [N]} for train and test.
+
+    C is 1 (grey) unless `colour`, then the dataset's channels (3 for `synthetic_images` or cifar10).
+    `in_memory_mb`: a non-embedded train split whose files hold more than this many MiB stays on
+    disk as a `RecordSplit`, read batch by batch (None: always read whole; the test split always is). `num_examples` sizes `synthetic_images` (0 = its default).
+    The constant "image_channels" (set when it is not 1) tells a generator how many channels to make.
+    """
+    data_dir = tfds_data_dir(data_dir)
+    key, sources = image_sources(dataset, data_dir, image_size, num_examples)
+    decode = ImageDecoder(key, image_size, colour)
+    records = read_all(sources["test"], dataset, data_dir)
+    if records and ("label" not in records[0] or key not in records[0]):
+        raise UserError(f"dataset {dataset!r} has features {sorted(records[0])}; "
+                        f"expected an image dataset with 'image' and 'label'")
+    test = decode(records)
+    embedded = dataset == EMBEDDED or dataset in EMBEDDED_OTHERS
+    if not embedded and stays_on_disk(sources["train"], in_memory_mb):
+        train = RecordSplit(ArrayRecordExamples.of(sources["train"]) or sources["train"], decode, dataset)
     else:
-        key = "image"
-        sources = catalog_sources(dataset, data_dir, EMBEDDED)
-    out = {}
-    for split in ("train", "test"):
-        records = read_all(sources[split], dataset, data_dir)
-        if records and ("label" not in records[0] or key not in records[0]):
-            raise UserError(f"dataset {dataset!r} has features {sorted(records[0])}; "
-                            f"expected an image dataset with 'image' and 'label'")
-        out[split] = {
-            "image": _to_float(np.stack([r[key] for r in records]), image_size),
-            "label": np.asarray([r["label"] for r in records], np.int32),
-        }
-    return Splits(train=out["train"], test=out["test"])
+        train = decode(read_all(sources["train"], dataset, data_dir))
+    channels = int(test["image"].shape[-1])  # grey (1) is every family's default: no constant needed
+    return Splits(train=train, test=test, constants={"image_channels": channels} if channels != 1 else {})

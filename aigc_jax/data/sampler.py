@@ -4,12 +4,14 @@ Batch `step` holds the examples at stream positions [step*B, (step+1)*B) of an e
 of epochs, each a fresh permutation drawn from (seed, epoch). Because a batch is a pure function
 of (seed, step), the iterator's position is just the step: a resumed run continues on the exact
 next batch, and each host can compute its own slice of any global batch without talking to the
-others. (The embedded datasets fit in memory, so this replaces a record-level pipeline.)
+others. A split larger than memory (`data/records.py`) is read at the same indices.
 """
 
 import functools
 
 import numpy as np
+
+from aigc_jax.data.records import RecordSplit
 
 
 @functools.lru_cache(maxsize=4)
@@ -35,5 +37,8 @@ def position(num_examples: int, batch_size: int, step: int) -> dict:
             "num_examples": num_examples, "batch_size": batch_size}
 
 
-def take(arrays: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[indices] for k, v in arrays.items()}
+def take(split, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The examples at `indices` of a split: a dict of arrays, or a `RecordSplit` (read from disk)."""
+    if isinstance(split, RecordSplit):
+        return split.take(indices)
+    return {k: v[indices] for k, v in split.items()}

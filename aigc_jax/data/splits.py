@@ -4,13 +4,15 @@ import dataclasses
 
 import numpy as np
 
+from aigc_jax.data.records import RecordSplit, split_size
+
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
     """Named arrays per split, all with the example axis first. `test` is the split evaluation
     scores: the test split, or validation where a family's `eval_split` chooses it."""
 
-    train: dict[str, np.ndarray]
+    train: "dict[str, np.ndarray] | RecordSplit"  # in memory, or read batch by batch (data/records.py)
     test: dict[str, np.ndarray]
     # Host-side values a family's steps need besides examples (the judge classifier's params, the
     # caption gallery, the encoded prompt, a pretrained encoder): `Task.bind` hands them to a new
@@ -22,8 +24,8 @@ class Splits:
 
     @property
     def num_train(self) -> int:
-        return len(next(iter(self.train.values())))
+        return split_size(self.train)
 
     @property
     def num_test(self) -> int:
-        return len(next(iter(self.test.values())))
+        return split_size(self.test)

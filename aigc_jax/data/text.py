@@ -10,13 +10,16 @@ sampler shuffles the train windows, and evaluation scores every window of `confi
 held-out bits per byte are taken over the same bytes by every family that uses the same `seq_len`.
 """
 
+import dataclasses
 import functools
+from typing import Any
 
 import numpy as np
 
 from aigc_jax.data import pydoc_text, python_stdlib
 from aigc_jax.data.dirs import tfds_data_dir
 from aigc_jax.data.embedded import catalog_sources, prepare, read_all
+from aigc_jax.data.records import RecordSplit, stays_on_disk
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
@@ -31,10 +34,7 @@ EVAL_SPLITS = ("validation", "test")
 def split_streams(dataset: str, data_dir: str) -> dict[str, np.ndarray]:
     """uint8 byte stream of each split the dataset has (train, and validation and/or test), read
     once per process (the records never change)."""
-    if dataset in EMBEDDED_BUILDERS:
-        sources = prepare(EMBEDDED_BUILDERS[dataset], data_dir).as_data_source()
-    else:
-        sources = catalog_sources(dataset, data_dir, EMBEDDED)
+    sources = _text_sources(dataset, data_dir)
     out = {}
     for split in ("train", *EVAL_SPLITS):
         if split not in sources:
@@ -57,15 +57,102 @@ def windows(stream: np.ndarray, seq_len: int) -> np.ndarray:
     return stream[np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)].astype(np.int32)
 
 
-def load_text_splits(dataset: str, data_dir: str, seq_len: int, eval_split: str = "test") -> Splits:
-    """Train windows, and the windows of `eval_split` in the evaluated slot (`Splits.test`)."""
-    streams = split_streams(dataset, tfds_data_dir(data_dir))
-    if eval_split not in streams or eval_split == "train":
-        held_out = [s for s in EVAL_SPLITS if s in streams]
-        raise UserError(f"config.eval_split={eval_split!r}: dataset {dataset!r} has held-out splits {held_out}; "
-                        f"expected one of them")
+def _text_sources(dataset: str, data_dir: str):
+    if dataset in EMBEDDED_BUILDERS:
+        return prepare(EMBEDDED_BUILDERS[dataset], data_dir).as_data_source()
+    return catalog_sources(dataset, data_dir, EMBEDDED)
+
+
+def _record_bytes(record: dict) -> bytes:
+    text = record["text"]
+    return text if isinstance(text, bytes) else str(text).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class TextWindows:
+    """The windows of a split's byte stream, read from its records on disk: window i is
+    stream[i * seq_len : i * seq_len + seq_len + 1], the same as `windows` gives in memory, where
+    the stream is the records joined by SEPARATOR. `starts` (each record's offset in the stream)
+    comes from one pass over the records that keeps only their lengths, so memory holds
+    8 bytes per record, never the corpus. A source for `RecordSplit`."""
+
+    source: Any  # a tfds.data_source split of records with a "text" feature
+    seq_len: int
+    starts: np.ndarray  # int64 [R + 1]: record r's first byte; starts[R] = stream length + len(SEPARATOR)
+    seen: np.ndarray  # the byte values that occur in the split (for the prompt check)
+
+    @classmethod
+    def of(cls, source, seq_len: int, chunk: int = 1024) -> "TextWindows":
+        lengths, counts = [], np.zeros(VOCAB_SIZE, np.int64)
+        for begin in range(0, len(source), chunk):
+            for record in source.__getitems__(list(range(begin, min(begin + chunk, len(source))))):
+                data = _record_bytes(record)
+                lengths.append(len(data))
+                counts += np.bincount(np.frombuffer(data, np.uint8), minlength=VOCAB_SIZE)
+        starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, np.int64) + len(SEPARATOR))])
+        out = cls(source, seq_len, starts, np.flatnonzero(counts))
+        if len(out) < 1:
+            raise UserError(f"config.seq_len={seq_len} is longer than the text ({out.stream_length} bytes); "
+                            f"expected seq_len < {out.stream_length}")
+        return out
+
+    @property
+    def stream_length(self) -> int:
+        return int(self.starts[-1]) - len(SEPARATOR)
+
+    def __len__(self) -> int:
+        return (self.stream_length - 1) // self.seq_len
+
+    def __getitems__(self, indices) -> list[dict]:
+        begin = np.asarray(indices, np.int64) * self.seq_len
+        first = np.searchsorted(self.starts, begin, side="right") - 1
+        last = np.searchsorted(self.starts, begin + self.seq_len + 1, side="left") - 1
+        needed = sorted({r for a, b in zip(first, last) for r in range(a, b + 1)})
+        texts = dict(zip(needed, (_record_bytes(r) for r in self.source.__getitems__(needed))))
+        out = []
+        for start, a, b in zip(begin, first, last):
+            joined = SEPARATOR.join(texts[r] for r in range(a, b + 1))
+            offset = int(start - self.starts[a])
+            window = np.frombuffer(joined[offset:offset + self.seq_len + 1], np.uint8)
+            out.append({"tokens": window.astype(np.int32)})
+        return out
+
+
+def stack_windows(records: list[dict]) -> dict[str, np.ndarray]:
+    return {"tokens": np.stack([r["tokens"] for r in records])}
+
+
+def load_text_splits(dataset: str, data_dir: str, seq_len: int, eval_split: str = "test",
+                     in_memory_mb: float | None = None) -> Splits:
+    """Train windows, and the windows of `eval_split` in the evaluated slot (`Splits.test`).
+
+    `in_memory_mb`: a catalog dataset's train split whose files hold more than this many MiB stays
+    on disk (`TextWindows` in a `RecordSplit`), read window by window (None: always in memory); the
+    embedded corpora (at most 10 MB) are held in memory."""
+    data_dir = tfds_data_dir(data_dir)
+    sources = None if dataset in EMBEDDED_BUILDERS else _text_sources(dataset, data_dir)
+    if sources is not None and stays_on_disk(sources["train"], in_memory_mb):
+        _check_eval_split(dataset, eval_split, [s for s in EVAL_SPLITS if s in sources])
+        train = RecordSplit(TextWindows.of(sources["train"], seq_len), stack_windows, dataset)
+        evaluated = TextWindows.of(sources[eval_split], seq_len)  # held-out splits are small: in memory
+        return Splits(train=train, test=stack_windows(evaluated.__getitems__(np.arange(len(evaluated)))))
+    streams = split_streams(dataset, data_dir)
+    _check_eval_split(dataset, eval_split, [s for s in EVAL_SPLITS if s in streams])
     return Splits(train={"tokens": windows(streams["train"], seq_len)},
                   test={"tokens": windows(streams[eval_split], seq_len)})
+
+
+def _check_eval_split(dataset: str, eval_split: str, held_out: list[str]) -> None:
+    if eval_split not in held_out:
+        raise UserError(f"config.eval_split={eval_split!r}: dataset {dataset!r} has held-out splits {held_out}; "
+                        f"expected one of them")
+
+
+def train_bytes(data: Splits) -> np.ndarray:
+    """The byte values that occur in the train split, in memory or on disk."""
+    if isinstance(data.train, RecordSplit):
+        return data.train.source.seen
+    return np.unique(data.train["tokens"])
 
 
 def encode_prompt(prompt: str, known: np.ndarray) -> np.ndarray:

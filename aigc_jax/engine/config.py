@@ -29,6 +29,8 @@ RANGES = {
     "l2": (0.0, None),
     "grad_accum": (1, None),
     "ema_decay": (0.0, 1.0),
+    "num_examples": (0, None),
+    "in_memory_mb": (0.0, None),
 }
 DTYPES = ("float32", "bfloat16")
 CHOICES = {"parallel": PARALLEL_MODES, "dtype": DTYPES, "nan_policy": ("stop", "skip")}
@@ -39,7 +41,7 @@ POSITIVE = {"learning_rate"}  # strictly greater than the lower bound
 # key is fixed for the life of a workdir. A family adds its own (sampling-only keys) with
 # `Task.resumable_keys`.
 RESUMABLE = ("steps", "log_every", "eval_every", "ckpt_every", "sample_every", "keep_checkpoints",
-             "nan_policy", "parallel", "eval_batch_size", "data_dir")
+             "nan_policy", "parallel", "eval_batch_size", "data_dir", "in_memory_mb")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -52,8 +54,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0  # every key of the run (init, batches, noise, eval, samples) derives from it
     c.parallel = "sharded"  # jit | sharded | shard_map | pmap
     c.dtype = "float32"  # compute dtype of the modules: float32 | bfloat16 (parameters stay float32)
-    c.dataset = "digits"  # the embedded default, or a TFDS catalog name
+    c.dataset = "digits"  # the embedded default, synthetic_images (generated, colour), or a TFDS catalog name
     c.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/.cache/aigc_jax/tfds
+    c.num_examples = 0  # train examples of a generated dataset (synthetic_images); 0 = its default
+    c.in_memory_mb = 1024  # train splits up to this size on disk are read whole; larger ones batch by batch
     c.log_every = 50  # steps between train-metric rows in metrics.jsonl
     c.eval_every = 500  # steps between evaluations on the held-out split; 0 = only at the end
     c.ckpt_every = 500  # steps between checkpoints; 0 = only at the end

@@ -18,9 +18,11 @@ import jax
 import numpy as np
 
 from aigc_jax.data import sampler
+from aigc_jax.data.records import RecordSplit, split_size
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import CompiledTask, check_fits, compile_task
 from aigc_jax.engine.guard import FLAG
+from aigc_jax.engine.input_pipeline import StepInputs
 from aigc_jax.engine.metrics import to_python, write_atomically
 from aigc_jax.engine.state import engine_options, evaluation_view, regularise
 from aigc_jax.errors import UserError
@@ -67,7 +69,7 @@ def first_test_batch(compiled: CompiledTask, data, size: int) -> dict:
 
 def padded_batches(split: dict, batch_size: int):
     """(start, batch with "mask", number of real rows) over a whole split, the last batch padded."""
-    n = len(next(iter(split.values())))
+    n = split_size(split)
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
         pad = batch_size - len(idx)
@@ -76,19 +78,22 @@ def padded_batches(split: dict, batch_size: int):
         yield start, batch, len(idx)
 
 
-def split_features(compiled: CompiledTask, state, split: dict, batch_size: int) -> np.ndarray:
-    """The task's probe features of every example of `split`, on the host: [N, D]."""
-    out = []
+def split_features(compiled: CompiledTask, state, split, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the task's probe features of every example of `split` [N, D], its labels [N] or None), on
+    the host, in one pass: a split on disk is read once."""
+    out, labels = [], []
     for _, batch, real in padded_batches(split, batch_size):
+        if "label" in batch:
+            labels.append(np.asarray(batch["label"])[:real])
         placed = compiled.place_eval_batch(host_batch(batch, np.arange(batch_size)))
         out.append(np.asarray(jax.device_get(compiled.probe_features(state, placed)))[:real])
-    return np.concatenate(out)
+    return np.concatenate(out), (np.concatenate(labels) if labels else None)
 
 
 def evaluate(task, compiled: CompiledTask, state, test: dict, rng, eval_batch_size: int, train: dict | None = None) -> dict:
     """Sum `eval_step` over the whole test split (padded, masked), then average and finalize; with
     `train`, add what the task's evaluators measure (e.g. the linear probe's test accuracy)."""
-    n = len(next(iter(test.values())))
+    n = split_size(test)
     totals = None
     for start, batch, _ in padded_batches(test, eval_batch_size):
         sums = compiled.eval_step(state, compiled.place_eval_batch(host_batch(batch, np.arange(eval_batch_size))),
@@ -133,6 +138,9 @@ class Run:
         # What evaluation scores: the test split, or for families without a dataset (environments)
         # the examples they name themselves (one per episode, say); None: no evaluation.
         self.test_split = self.data.test if self.data is not None else self.task.eval_inputs()
+        # A train split on disk is read ahead of the steps (engine/input_pipeline.py).
+        streamed = self.data is not None and isinstance(self.data.train, RecordSplit)
+        self._inputs = StepInputs(self.host_batch) if streamed else None
 
     # ---- data and keys: pure functions of (seed, step) ----
 
@@ -158,7 +166,8 @@ class Run:
     def advance(self) -> dict:
         """One compiled train step on the next batch; the metrics stay on the device (no sync)."""
         step = self.steps_done
-        batch = self.compiled.place_batch(self.host_batch(step))
+        host = self._inputs.batch(step) if self._inputs is not None else self.host_batch(step)
+        batch = self.compiled.place_batch(host)
         self.state, metrics = self.compiled.train_step(self.state, batch, jax.random.fold_in(self.keys["train"], step))
         self.steps_done = step + 1
         return metrics

@@ -37,9 +37,10 @@ def probe_accuracy(train_features, train_labels, test_features, test_labels, num
 class LinearProbe:
     """An evaluator (a family lists it in `Task.evaluators`): the probe accuracy of the family's
     `probe_features`, fitted on the train split and scored on the evaluated split. The engine calls
-    it with `features(split) -> [N, D]`, its compiled `probe_features` over a whole split."""
+    it with `features(split) -> (features [N, D], labels [N])`, its compiled `probe_features` over a
+    whole split (in memory or read from disk) and that split's labels."""
 
     needs_features = True
 
-    def __call__(self, features, train: dict, test: dict) -> dict:
-        return {"probe_accuracy": probe_accuracy(features(train), train["label"], features(test), test["label"])}
+    def __call__(self, features, train, test) -> dict:
+        return {"probe_accuracy": probe_accuracy(*features(train), *features(test))}

@@ -27,9 +27,10 @@ def batch_norm(train: bool, dtype, batch_axis: str | None) -> nn.BatchNorm:
 
 class DCGANGenerator(nn.Module):
     """z [B, latent] -> ConvT 4x4 valid (1 -> 4) -> [ConvT 4x4 stride 2, BN, ReLU] ... -> ConvT to
-    one channel, tanh: [B, 32, 32, 1] in [-1, 1]. `channels` are the widths at 4, 8 and 16 pixels."""
+    `out_channels`, tanh: [B, 32, 32, out_channels] in [-1, 1]. `channels` are the widths at 4, 8 and 16 pixels."""
 
     channels: Sequence[int] = (512, 256, 128)
+    out_channels: int = 1  # image channels: 1 grey, 3 colour
     dtype: Any = jnp.float32  # compute dtype; parameters stay float32
     batch_axis: str | None = None  # the data-parallel axis BatchNorm averages over when it is bound
 
@@ -41,7 +42,8 @@ class DCGANGenerator(nn.Module):
         for width in self.channels[1:]:
             x = ConvTranspose(width, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
             x = nn.relu(batch_norm(train, self.dtype, self.batch_axis)(x))
-        x = ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT, dtype=self.dtype)(x)
+        x = ConvTranspose(self.out_channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, kernel_init=INIT,
+                          dtype=self.dtype)(x)
         return jnp.tanh(x).astype(jnp.float32)
 
 

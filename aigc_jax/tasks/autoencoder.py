@@ -80,11 +80,14 @@ class AutoencoderTask(Task):
 
     @property
     def model(self):
-        return ConvAutoencoder(tuple(self.config.channels), self.config.code, (IMAGE_SIZE, IMAGE_SIZE, 1),
+        return ConvAutoencoder(tuple(self.config.channels), self.config.code,
+                               (IMAGE_SIZE, IMAGE_SIZE, self.image_channels),
                                dtype=self.compute_dtype)
 
     def load_data(self):
-        return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
+        c = self.config  # colour kept; a large train split read from disk batch by batch
+        return load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True,
+                                 in_memory_mb=c.in_memory_mb)
 
     def init(self, rng, batch):
         variables = self.model.init(rng, batch["image"][:1])

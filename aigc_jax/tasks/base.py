@@ -18,7 +18,8 @@ functions of their arguments, so the engine can compile them in any parallel mod
   test split, divides by the number of examples and passes the means to `finalize_eval`.
 - `evaluators`: host-side evaluations the engine runs after the summed eval, each called as
   `evaluator(features, train, test) -> metrics`, where `features(split)` runs the compiled
-  `probe_features(state, batch)` ([B, D] frozen features) over a whole split. Representation
+  `probe_features(state, batch)` ([B, D] frozen features) over a whole split and returns
+  (features [N, D], the split's labels [N]) in one pass. Representation
   learners list `eval.linear_probe.LinearProbe()`: a ridge probe fitted on the train split's
   features, scored on the evaluated split (`probe_accuracy`).
 - `sample(state, rng, batch)` -> {name: images [N, H, W, C] in [0, 1] or text}: what a person
@@ -78,6 +79,11 @@ class Task(abc.ABC):
             raise RuntimeError(f"{self.name}: no {name!r} among the task's constants; expected a task bound to "
                                "its data (task.bind(task.load_data()), as aigc_jax.Run does)")
         return self.constants[name]
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the images this task's data holds: 1 (grey) unless `load_data` found colour."""
+        return int(self.constants.get("image_channels", 1))
 
     @property
     def compute_dtype(self) -> jnp.dtype:

@@ -18,7 +18,9 @@ class _Classifier(Task):
     main_metric = "loss"
 
     def load_data(self):
-        return load_image_splits(self.config.dataset, self.config.data_dir, IMAGE_SIZE)
+        c = self.config  # colour kept (3 channels on colour sets); a large set read from disk batch by batch
+        return load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True,
+                                 in_memory_mb=c.in_memory_mb)
 
     def init(self, rng, batch):
         variables = self.model.init(rng, batch["image"])

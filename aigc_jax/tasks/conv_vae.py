@@ -4,6 +4,7 @@ probed linearly (`eval_probe_accuracy`), as the autoencoder's codes are."""
 
 from aigc_jax import flops
 from aigc_jax.models.autoencoder import ConvVAE, check_stages
+from aigc_jax.tasks import images as im
 from aigc_jax.tasks.autoencoder import conv_decoder_flops, conv_encoder_flops
 from aigc_jax.tasks.vae import IMAGE_SIZE, VAETask
 from aigc_jax.eval.linear_probe import LinearProbe
@@ -37,8 +38,12 @@ class ConvVAETask(VAETask):
 
     @property
     def model(self):
-        return ConvVAE(tuple(self.config.channels), self.config.latent, (IMAGE_SIZE, IMAGE_SIZE, 1),
+        return ConvVAE(tuple(self.config.channels), self.config.latent,
+                       (IMAGE_SIZE, IMAGE_SIZE, self.image_channels),
                        dtype=self.compute_dtype)
+
+    def load_data(self):
+        return im.load_judged_images(self, IMAGE_SIZE, colour=True)  # convolutional: colour sets in colour
 
     def probe_features(self, state, batch):
         mu, _ = self.model.apply({"params": state.params}, batch["image"], method=lambda m, x: m.encoder(x))

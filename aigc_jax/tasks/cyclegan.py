@@ -215,7 +215,7 @@ class CycleGANTask(Task):
                 "cycle_ab": (per_image(aba, a) * ma).sum(), "cycle_ba": (per_image(bab, b) * mb).sum()}
         if self.config.judge_metrics:
             judge = im.require_judge(self)
-            classify = lambda x: judge_outputs(judge, im.to_judge_size(x))
+            classify = lambda x: judge_outputs(judge, im.to_judge_input(judge, x))
             (la, fa), (lb, fb), (lab, fab), (lba, fba) = (classify(x) for x in (a, b, ab, ba))
             ca, cb, cab, cba = (jnp.argmax(x, -1) for x in (la, lb, lab, lba))
             hits = lambda x, y, m: ((x == y) * m).sum()

@@ -1,4 +1,4 @@
-"""`dcgan`: the DCGAN of seed 001 on the 32x32 digits.
+"""`dcgan`: the DCGAN of seed 001 on the 32x32 digits, or in colour on a colour set (`synthetic_images`).
 
 One compiled step is a discriminator update and then a generator update (as `mlp_gan`), each
 network with its own Adam (lr 2e-4, b1 0.5, the paper's). BatchNorm statistics live in each
@@ -72,8 +72,8 @@ class DCGANTask(Task):
 
     @property
     def generator(self):
-        return DCGANGenerator(channels=tuple(self.config.g_channels), dtype=self.compute_dtype,
-                              batch_axis=parallel.DATA_AXIS)
+        return DCGANGenerator(channels=tuple(self.config.g_channels), out_channels=self.image_channels,
+                              dtype=self.compute_dtype, batch_axis=parallel.DATA_AXIS)
 
     @property
     def discriminator(self):
@@ -81,7 +81,7 @@ class DCGANTask(Task):
                                   batch_axis=parallel.DATA_AXIS)
 
     def load_data(self):
-        return im.load_judged_images(self, IMAGE_SIZE)
+        return im.load_judged_images(self, IMAGE_SIZE, colour=True)
 
     def init(self, rng, batch):
         g_rng, d_rng = jax.random.split(rng)
@@ -119,7 +119,7 @@ class DCGANTask(Task):
         return PairState(g=g, d=d), {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
 
     def generate_from(self, state, z):
-        """G with its running BatchNorm averages: images [B, 32, 32, 1] in [0, 1]."""
+        """G with its running BatchNorm averages: images [B, 32, 32, C] in [0, 1]."""
         return im.to_unit(state.g.apply_fn(state.g.variables(), z, train=False))
 
     def eval_step(self, state, batch, rng):
@@ -139,9 +139,10 @@ class DCGANTask(Task):
     def flops_per_step(self):
         b, c = self.config.batch_size, self.config
         (g4, g8, g16), (d16, d8, d4) = c.g_channels, c.d_channels
+        rgb = self.image_channels
         g = (flops.conv_transpose(b, 1, 1, 4, 4, c.latent, g4) + flops.conv_transpose(b, 4, 4, 4, 4, g4, g8)
-             + flops.conv_transpose(b, 8, 8, 4, 4, g8, g16) + flops.conv_transpose(b, 16, 16, 4, 4, g16, 1))
-        d = (flops.conv2d(b, 16, 16, 4, 4, 1, d16) + flops.conv2d(b, 8, 8, 4, 4, d16, d8)
+             + flops.conv_transpose(b, 8, 8, 4, 4, g8, g16) + flops.conv_transpose(b, 16, 16, 4, 4, g16, rgb))
+        d = (flops.conv2d(b, 16, 16, 4, 4, rgb, d16) + flops.conv2d(b, 8, 8, 4, 4, d16, d8)
              + flops.conv2d(b, 4, 4, 4, 4, d8, d4) + flops.conv2d(b, 1, 1, 4, 4, d4, 1))
         # D update: G forward, D trained on real and fake. G update: G and D forward + backward.
         return g + 2 * flops.train(d) + flops.train(g + d)

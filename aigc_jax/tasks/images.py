@@ -49,7 +49,7 @@ def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) 
     """
     from aigc_jax.tasks.judge import judge_outputs
 
-    fake, real = to_judge_size(fake), to_judge_size(real)
+    fake, real = to_judge_input(judge_params, fake), to_judge_input(judge_params, real)
     fake_logits, fake_features = judge_outputs(judge_params, fake)
     _, real_features = judge_outputs(judge_params, real)
     probs = jax.nn.softmax(fake_logits) * mask[:, None]
@@ -57,12 +57,18 @@ def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) 
             "judge_probs": probs.sum(0)}
 
 
-def to_judge_size(images: jax.Array) -> jax.Array:
-    """[B, H, W, 1] -> [B, 28, 28, 1], the size the judge classifier was trained at."""
+def to_judge_input(judge_params, images: jax.Array) -> jax.Array:
+    """[B, H, W, C] -> [B, 28, 28, C'], the size and channels the judge classifier was trained on:
+    resized, and grey images repeated into a colour judge's channels (fakes and reals alike)."""
+    from aigc_jax.tasks.judge import judge_channels
+
     b, h, w, c = images.shape
+    channels = judge_channels(judge_params)
+    if c != channels:
+        images = jnp.broadcast_to(images.mean(-1, keepdims=True), (b, h, w, channels))
     if (h, w) == (JUDGE_SIZE, JUDGE_SIZE):
         return images
-    return jax.image.resize(images, (b, JUDGE_SIZE, JUDGE_SIZE, c), method="linear", antialias=True)
+    return jax.image.resize(images, (b, JUDGE_SIZE, JUDGE_SIZE, channels), method="linear", antialias=True)
 
 
 def judge_metrics(means: dict) -> dict:
@@ -78,14 +84,17 @@ def without_judge_sums(means: dict) -> dict:
     return {k: v for k, v in means.items() if not k.startswith("judge_")}
 
 
-def load_judged_images(task, image_size: int):
-    """The task's image splits at `image_size`; with `config.judge_metrics`, the judge classifier's
+def load_judged_images(task, image_size: int, colour: bool = False):
+    """The task's image splits at `image_size` (grey, or the dataset's channels with `colour`; a large
+    train split read from disk batch by batch); with `config.judge_metrics`, the judge classifier's
     params (trained once, then restored) as the constant "judge": the bound task's eval_step closes
     over them. They depend only on the config, so the task stays a pure function of it."""
     from aigc_jax.data.images import load_image_splits
     from aigc_jax.tasks.judge import judge_params
 
-    data = load_image_splits(task.config.dataset, task.config.data_dir, image_size)
+    c = task.config
+    data = load_image_splits(c.dataset, c.data_dir, image_size, num_examples=c.num_examples, colour=colour,
+                             in_memory_mb=c.in_memory_mb)
     if task.config.judge_metrics:
         data = data.with_constants(judge=judge_params(task.config.dataset, task.config.data_dir))
     return data

@@ -14,11 +14,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from aigc_jax import decoding
-from aigc_jax.data.text import EMBEDDED, EVAL_SPLITS, VOCAB_SIZE, decode_bytes, encode_prompt, load_text_splits
+from aigc_jax.data.text import (EMBEDDED, EVAL_SPLITS, VOCAB_SIZE, decode_bytes, encode_prompt, load_text_splits,
+                                train_bytes)
 from aigc_jax.engine.config import base_config
 from aigc_jax.errors import UserError
 from aigc_jax.tasks.base import Task
@@ -52,6 +52,7 @@ def lm_config():
 
 class LanguageModelTask(Task):
     main_metric = "bpb"
+    streams_text = False  # families trained by gradient steps read a catalog corpus from disk
     config_ranges = {"seq_len": (1, None), "vocab_size": (0, None), **SCHEDULE_RANGES,
                      "sample_tokens": (1, None), "num_samples": (1, None),
                      "temperature": (0.0, None), "top_k": (0, None), "top_p": (0.0, 1.0)}
@@ -98,10 +99,12 @@ class LanguageModelTask(Task):
 
     def load_data(self):
         c = self.config
-        data = load_text_splits(c.dataset, c.data_dir, c.seq_len, c.eval_split)
+        # A catalog corpus's train split stays on disk, read window by window (data/text.py).
+        data = load_text_splits(c.dataset, c.data_dir, c.seq_len, c.eval_split,
+                                in_memory_mb=c.in_memory_mb if self.streams_text else None)
         # Checked here, before training or sampling starts: a prompt byte the model never saw
         # would start it from an untrained embedding.
-        return data.with_constants(prompt=encode_prompt(c.prompt, np.unique(data.train["tokens"])))
+        return data.with_constants(prompt=encode_prompt(c.prompt, train_bytes(data)))
 
     def token_nats(self, state, tokens: jax.Array) -> jax.Array:
         """[B, T]: -log p(byte t + 1 | bytes <= t) in nats."""
@@ -135,6 +138,8 @@ class LanguageModelTask(Task):
 
 class NeuralLanguageModelTask(LanguageModelTask):
     """A language model trained by gradient descent on the next-byte cross-entropy."""
+
+    streams_text = True
 
     def logits(self, params, inputs: jax.Array) -> jax.Array:
         raise NotImplementedError

@@ -118,7 +118,7 @@ class StyleGANTask(Task):
     def generator(self):
         c = self.config
         return StyleGenerator(channels=tuple(c.g_channels), w_dim=c.w_dim, mapping_layers=c.mapping_layers,
-                              dtype=self.compute_dtype)
+                              image_channels=self.image_channels, dtype=self.compute_dtype)
 
     @property
     def discriminator(self):
@@ -126,10 +126,10 @@ class StyleGANTask(Task):
 
     @property
     def num_ws(self) -> int:
-        return self.generator.num_ws
+        return 2 * len(self.config.g_channels)  # StyleGenerator.num_ws: two styled convolutions per resolution
 
     def load_data(self):
-        return im.load_judged_images(self, IMAGE_SIZE)
+        return im.load_judged_images(self, IMAGE_SIZE, colour=True)
 
     def init(self, rng, batch):
         g_rng, d_rng = jax.random.split(rng)

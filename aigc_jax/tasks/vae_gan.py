@@ -106,7 +106,8 @@ class VAEGANTask(Task):
 
     @property
     def decoder(self):
-        return ConvDecoder(tuple(reversed(self.config.channels)), (IMAGE_SIZE, IMAGE_SIZE, 1), dtype=self.compute_dtype)
+        return ConvDecoder(tuple(reversed(self.config.channels)), (IMAGE_SIZE, IMAGE_SIZE, self.image_channels),
+                           dtype=self.compute_dtype)
 
     @property
     def discriminator(self):
@@ -114,7 +115,7 @@ class VAEGANTask(Task):
                                     dtype=self.compute_dtype)
 
     def load_data(self):
-        return im.load_judged_images(self, IMAGE_SIZE)
+        return im.load_judged_images(self, IMAGE_SIZE, colour=True)
 
     def init(self, rng, batch):
         e_rng, g_rng, d_rng = jax.random.split(rng, 3)

@@ -1,0 +1,162 @@
+"""Datasets larger than memory: `synthetic_images`, train splits read from disk batch by batch
+(`data/records.py`) and read ahead by Grain (`engine/input_pipeline.py`), colour images."""
+
+import numpy as np
+import pytest
+
+import aigc_jax
+from aigc_jax.data import images, synthetic_images
+from aigc_jax.data.records import RecordSplit
+from aigc_jax.data.splits import Splits
+from aigc_jax.eval.baselines import most_frequent_accuracy
+
+SMALL = 300  # train examples (test: 500, the minimum)
+
+
+def test_synthetic_images_are_a_pure_function_of_split_and_index():
+    a, label_a = synthetic_images.draw(0, 7)
+    b, label_b = synthetic_images.draw(0, 7)
+    c, _ = synthetic_images.draw(1, 7)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and label_a == label_b
+    assert not np.array_equal(a, c)  # the test split draws other examples
+    labels = [synthetic_images.draw(0, i)[1] for i in range(200)]
+    assert set(labels) == set(range(len(synthetic_images.SHAPES)))
+    assert max(np.bincount(labels)) < 0.35 * len(labels)  # five shapes, none dominant
+
+
+def test_a_larger_set_starts_with_the_examples_of_a_smaller_one():
+    small = images.load_image_splits("synthetic_images", image_size=32, num_examples=SMALL, colour=True)
+    larger = images.load_image_splits("synthetic_images", image_size=32, num_examples=SMALL + 100, colour=True,
+                                      in_memory_mb=0)
+    assert small.num_train == SMALL and larger.num_train == SMALL + 100 and small.num_test == 500
+    head = larger.train.take(np.arange(SMALL))
+    np.testing.assert_array_equal(head["image"], small.train["image"])
+    np.testing.assert_array_equal(head["label"], small.train["label"])
+
+
+def test_a_streamed_split_is_never_read_whole(monkeypatch):
+    """Only the test split is read whole; the train split is read at the indices a batch asks for,
+    in colour (the dataset's 3 channels) or grey."""
+    whole = []
+    real_read_all = images.read_all
+    monkeypatch.setattr(images, "read_all", lambda source, *a: whole.append(len(source)) or real_read_all(source, *a))
+    data = images.load_image_splits("synthetic_images", image_size=28, num_examples=SMALL, colour=True, in_memory_mb=0)
+    assert isinstance(data.train, RecordSplit) and whole == [500]
+    batch = data.train.take(np.array([5, 0, 5]))
+    assert batch["image"].shape == (3, 28, 28, 3) and batch["image"].dtype == np.float32
+    np.testing.assert_array_equal(batch["image"][0], batch["image"][2])
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert data.constants["image_channels"] == 3
+    grey = images.load_image_splits("synthetic_images", image_size=28, num_examples=SMALL, in_memory_mb=0)
+    assert grey.train.take(np.array([5]))["image"].shape == (1, 28, 28, 1)
+    np.testing.assert_allclose(grey.train.take(np.array([5]))["image"][0, ..., 0], batch["image"][0].mean(-1),
+                               atol=1e-6)
+
+
+def _run(**overrides):
+    """A cnn run on synthetic_images, its train split read from disk (in_memory_mb=0) unless overridden."""
+    settings = {"num_examples": SMALL, "batch_size": 16, "channels": "8,8", "hidden": "16", "in_memory_mb": 0,
+                **overrides}
+    task = aigc_jax.build("cnn", dataset="synthetic_images", parallel="jit", **settings)
+    return aigc_jax.Run(task)
+
+
+def test_streamed_batches_are_the_in_memory_batches_and_resume_exactly(tmp_path):
+    """The read-ahead stream yields batch s of (seed, s) in step order: the same metrics as the
+    whole split in memory, and a run saved and loaded mid-way continues on the exact next batch."""
+    streamed = _run()
+    assert isinstance(streamed.data.train, RecordSplit)
+    in_memory = _run(in_memory_mb=1024)  # the default: a set this small is read whole
+    assert isinstance(in_memory.data.train, dict)
+    a = [streamed.step() for _ in range(6)]
+    b = [in_memory.step() for _ in range(6)]
+    assert a == b
+
+    first = _run()
+    first.train(3)
+    first.save(str(tmp_path / "w"))
+    resumed = aigc_jax.load(str(tmp_path / "w"))
+    assert isinstance(resumed.data.train, RecordSplit) and resumed.steps_done == 3
+    assert [resumed.step() for _ in range(3)] == a[3:]
+
+
+def test_cnn_learns_the_colour_shapes():
+    """Above the majority class (the trivial baseline) on the held-out split, from a streamed set."""
+    run = _run(num_examples=2000, batch_size=32, channels="32,64", hidden="64")
+    run.train(300)
+    accuracy = run.evaluate()["eval_accuracy"]
+    majority = most_frequent_accuracy(np.asarray([synthetic_images.draw(0, i)[1] for i in range(2000)]),
+                                      run.data.test["label"])
+    assert majority < 0.3
+    assert accuracy > majority + 0.2, (accuracy, majority)
+
+
+def test_dcgan_makes_colour_images():
+    task = aigc_jax.build("dcgan", dataset="synthetic_images", num_examples=SMALL, judge_metrics=False,
+                          in_memory_mb=0, parallel="jit", latent=8, g_channels="16,8,8", d_channels="8,8,16", batch_size=8)
+    run = aigc_jax.Run(task)
+    run.train(2)
+    samples = run.sample_outputs(seed=0)["samples"]
+    assert samples.shape[1:] == (32, 32, 3)
+    assert np.std(np.asarray(samples), axis=-1).mean() > 0  # the channels differ: colour, not grey
+
+
+@pytest.mark.parametrize("family", ["mlp_gan"])
+def test_a_grey_family_reads_a_colour_set_in_grey(family):
+    task = aigc_jax.build(family, dataset="synthetic_images", num_examples=SMALL, judge_metrics=False,
+                          parallel="jit", batch_size=8)
+    data = task.load_data()
+    assert data.test["image"].shape[-1] == 1 and task.bind(data).image_channels == 1
+
+
+@pytest.mark.parametrize("dataset,size", [("synthetic_images", 32), ("digits", 28)])
+def test_the_batched_reader_reads_what_tfds_reads(dataset, size):
+    """`ArrayRecordExamples` (batched reads per shard, its own parse) against tfds.data_source, for a
+    tensor stored as raw bytes (synthetic_images) and as an int64 list (the digits)."""
+    from aigc_jax.data.dirs import tfds_data_dir
+    from aigc_jax.data.records import ArrayRecordExamples
+
+    _, sources = images.image_sources(dataset, tfds_data_dir(), size, SMALL)
+    fast = ArrayRecordExamples.of(sources["train"])
+    assert fast is not None and len(fast) == len(sources["train"])
+    indices = np.random.default_rng(0).permutation(len(fast))[:40]
+    for ours, theirs in zip(fast.__getitems__(indices), sources["train"].__getitems__([int(i) for i in indices])):
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], theirs[key])
+    with pytest.raises(IndexError):
+        fast.__getitems__([len(fast)])
+
+
+def test_a_batch_is_resized_as_pillow_resizes_each_image():
+    from PIL import Image
+
+    batch = np.stack([synthetic_images.draw(0, i)[0] for i in range(4)])
+    ours = images.ImageDecoder("image", 28, colour=True).to_float(batch)
+    theirs = np.stack([np.stack([np.asarray(Image.fromarray(im[..., c].astype(np.float32)).resize(
+        (28, 28), Image.Resampling.BILINEAR)) for c in range(3)], -1) for im in batch]) / 255.0
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_text_windows_read_from_disk_are_the_windows_in_memory():
+    """A corpus on disk is read window by window (records joined by the separator, as in memory),
+    and a language model trains on it step for step as on the whole corpus in memory."""
+    from aigc_jax.data import text
+    from aigc_jax.data.dirs import tfds_data_dir
+
+    seq_len = 32
+    in_memory = text.load_text_splits("pydoc_text", "", seq_len)
+    windows = text.TextWindows.of(text._text_sources("pydoc_text", tfds_data_dir())["train"], seq_len)
+    assert len(windows) == in_memory.num_train
+    picked = np.concatenate([np.random.default_rng(0).permutation(len(windows))[:300], [0, len(windows) - 1]])
+    np.testing.assert_array_equal(text.stack_windows(windows.__getitems__(picked))["tokens"],
+                                  in_memory.train["tokens"][picked])
+    np.testing.assert_array_equal(windows.seen, np.unique(in_memory.train["tokens"]))
+
+    task = aigc_jax.build("gpt", seq_len=seq_len, width=16, layers=1, heads=2, batch_size=8, parallel="jit",
+                          sample_tokens=8)
+    constants = task.load_data().constants  # the encoded prompt
+    runs = [aigc_jax.Run(task, data=Splits(train=train, test=in_memory.test, constants=constants))
+            for train in (in_memory.train, RecordSplit(windows, text.stack_windows, "pydoc_text"))]
+    assert [runs[0].step() for _ in range(3)] == [runs[1].step() for _ in range(3)]
