@@ -4,7 +4,7 @@ For each image family at its `cpu` benchmark preset, on a dataset read from disk
 `synthetic_images`, streamed as a `RecordSplit`), three rates in examples per second on this host:
 
 - `input`: the read-ahead stream alone (`engine/input_pipeline.py`: this host's slice of batch s,
-  read from array_record and decoded, in Grain's threads), with no step running;
+  read from array_record and decoded, in the read-ahead thread), with no step running;
 - `step`: the compiled train step alone, on one batch already on the device;
 - `train`: `Run.advance()` as training runs it, stream and step together.
 

@@ -9,6 +9,10 @@ cycle weight). The discriminators learn from an image history pool (`tasks/image
 in the train state. One optimizer (Adam, beta1 0.5) for both generators, one for both
 discriminators; constant learning rate, then linear decay to 0 from `decay_from` x steps.
 
+Colour: each domain keeps its dataset's channels (`--config.dataset=synthetic_images` or cifar10
+in colour); beside a colour domain a grey one is shown as three equal channels, and G, F, the
+discriminators and the image pools work in that many channels.
+
 Unpaired batches: each train example holds one image of each domain, paired by a fixed random
 permutation of domain B (from the seed), and the engine's sampler reshuffles those rows every
 epoch, so a batch is a pure function of (seed, step) and resume is exact.
@@ -34,7 +38,7 @@ import optax
 from flax import struct
 
 from aigc_jax import flops
-from aigc_jax.data.images import load_image_splits
+from aigc_jax.data.images import load_image_splits, with_channels
 from aigc_jax.data.splits import Splits
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import TrainState
@@ -118,7 +122,8 @@ class CycleGANTask(Task):
 
     @property
     def generator(self):
-        return ResNetGenerator(width=self.config.g_width, blocks=self.config.g_blocks, dtype=self.compute_dtype)
+        return ResNetGenerator(width=self.config.g_width, blocks=self.config.g_blocks, channels=self.image_channels,
+                               dtype=self.compute_dtype)
 
     @property
     def discriminator(self):
@@ -127,8 +132,14 @@ class CycleGANTask(Task):
     def load_data(self):
         c = self.config
         constants = {"judge": judge_params(c.dataset, c.data_dir)} if c.judge_metrics else {}
-        a = load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE)
-        b = load_image_splits(c.dataset_b, c.data_dir, IMAGE_SIZE)
+        a = load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True)
+        b = load_image_splits(c.dataset_b, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True)
+        # Both domains in the same channels (G and F map C -> C): a grey domain beside a colour one
+        # is shown as three equal channels.
+        channels = max(a.train["image"].shape[-1], b.train["image"].shape[-1])
+        if channels != 1:
+            constants["image_channels"] = channels
+        a, b = (with_channels(split, channels) for split in (a, b))
         ia, ib = pair_rows(a.num_train, b.num_train, c.seed)
         train = {"image": a.train["image"][ia], "image_b": b.train["image"][ib]}
         # Test rows: A example r % n_a and B example r % n_b; `valid_*` marks each image's first
@@ -152,7 +163,7 @@ class CycleGANTask(Task):
             [optax.constant_schedule(c.learning_rate),
              optax.linear_schedule(c.learning_rate, 0.0, max(c.steps - decay_start, 1))], [decay_start])
         tx = optax.adam(schedule, b1=c.beta1)
-        shape = (IMAGE_SIZE, IMAGE_SIZE, 1)
+        shape = (IMAGE_SIZE, IMAGE_SIZE, self.image_channels)
         return CycleGANState(
             gen=TrainState.create(apply_fn=self.generator.apply, params=gen_params, tx=tx),
             disc=TrainState.create(apply_fn=self.discriminator.apply, params=disc_params, tx=tx),
@@ -247,21 +258,21 @@ class CycleGANTask(Task):
         rows = jnp.arange(SAMPLE_TRIPTYCHS) % batch["image"].shape[0]
         a, b = jnp.take(batch["image"], rows, axis=0), jnp.take(batch["image_b"], rows, axis=0)
         ab, aba, ba, bab = self.translations(state, a, b)
-        triptych = lambda *xs: jnp.stack(xs, axis=1).reshape(-1, *a.shape[1:])  # [3N, H, W, 1], row-major
+        triptych = lambda *xs: jnp.stack(xs, axis=1).reshape(-1, *a.shape[1:])  # [3N, H, W, C], row-major
         return {"hand_to_printed": triptych(a, ab, aba), "printed_to_hand": triptych(b, ba, bab)}
 
     def _generator_flops(self, batch: int) -> float:
         c, s = self.config, IMAGE_SIZE
         w = c.g_width
-        total = flops.conv2d(batch, s, s, 7, 7, 1, w)
+        total = flops.conv2d(batch, s, s, 7, 7, self.image_channels, w)
         total += flops.conv2d(batch, s // 2, s // 2, 3, 3, w, 2 * w) + flops.conv2d(batch, s // 4, s // 4, 3, 3, 2 * w, 4 * w)
         total += c.g_blocks * 2 * flops.conv2d(batch, s // 4, s // 4, 3, 3, 4 * w, 4 * w)
         total += flops.conv_transpose(batch, s // 4, s // 4, 3, 3, 4 * w, 2 * w) + flops.conv_transpose(batch, s // 2, s // 2, 3, 3, 2 * w, w)
-        return total + flops.conv2d(batch, s, s, 7, 7, w, 1)
+        return total + flops.conv2d(batch, s, s, 7, 7, w, self.image_channels)
 
     def _discriminator_flops(self, batch: int) -> float:
         c = self.config
-        size, width_in, total = IMAGE_SIZE, 1, 0.0
+        size, width_in, total = IMAGE_SIZE, self.image_channels, 0.0
         widths = [c.d_width * 2 ** min(i, 3) for i in range(c.d_layers + 1)]
         for i, width in enumerate(widths):
             size = size // 2 if i < c.d_layers else size - 1  # 4x4, padding 1: stride 2 halves, stride 1 loses 1

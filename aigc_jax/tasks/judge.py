@@ -9,8 +9,10 @@ by a small CNN trained on the same digits they learn from:
   feature space, 64 dimensions instead of 2048, a few hundred samples): compare it only between
   runs judged by the same judge (the cache name below carries a version).
 - `eval_diversity`: the entropy, in nats, of the judge's mean predicted class distribution over
-  generated samples. Its maximum is log(10) ~ 2.303 (every class equally often); a generator that
-  collapses onto one digit scores close to 0.
+  generated samples. Its maximum is the log of the dataset's class count (every class equally
+  often): log(10) ~ 2.303 on the digits, log(5) ~ 1.609 on the five shapes of `synthetic_images`
+  (the judge keeps 10 outputs; the unused ones learn to stay near 0); a generator that collapses
+  onto one class scores close to 0.
 
 The judge is trained once with the engine itself (`train_and_evaluate` on a `cnn` task, a few
 hundred steps, required to reach a test accuracy of at least `MIN_ACCURACY`) into
