@@ -61,7 +61,6 @@ def split_size(split) -> int:
     return len(split) if isinstance(split, RecordSplit) else len(next(iter(split.values())))
 
 
-_Example = tf_example_pb2.Example
 _readers = threading.local()  # path -> reader, per thread: a reader's position is its own
 
 
@@ -113,16 +112,17 @@ class ArrayRecordExamples:
         if len(indices) and (indices.min() < 0 or indices.max() >= self.total):
             raise IndexError(f"record index out of range [0, {self.total})")
         shard = np.searchsorted(self.starts, indices, side="right") - 1
-        readers = {f: _reader(self.files[f]) for f in set(shard.tolist())}
+        shards = shard.tolist()
+        readers = {f: _reader(self.files[f]) for f in set(shards)}
         parse, out = self._parse, []
-        for f, i in zip(shard.tolist(), (indices - np.asarray(self.starts)[shard]).tolist()):
+        for f, i in zip(shards, (indices - np.asarray(self.starts)[shard]).tolist()):
             reader = readers[f]
             reader.seek(i)
             out.append(parse(reader.read()))
         return out
 
     def _parse(self, raw: bytes) -> dict:
-        feature = _Example.FromString(raw).features.feature
+        feature = tf_example_pb2.Example.FromString(raw).features.feature
         out = {}
         for name, shape, dtype in self.specs:
             value = feature[name]
