@@ -71,6 +71,15 @@ def to_judge_input(judge_params, images: jax.Array) -> jax.Array:
     return jax.image.resize(images, (b, JUDGE_SIZE, JUDGE_SIZE, channels), method="linear", antialias=True)
 
 
+def prompt_hits(judge_params, fake: jax.Array, prompts: jax.Array, mask: jax.Array) -> dict:
+    """{"prompt_hits": how many of the fakes the judge classifies as the class asked for (`prompts`
+    [B])}: its mean is a conditional generator's prompt accuracy."""
+    from aigc_jax.tasks.judge import judge_outputs
+
+    logits, _ = judge_outputs(judge_params, to_judge_input(judge_params, fake))
+    return {"prompt_hits": ((logits.argmax(-1) == prompts) * mask).sum()}
+
+
 def judge_metrics(means: dict) -> dict:
     """{"fd": judge-feature Fréchet distance fake vs real, "diversity": entropy (nats) of the mean
     predicted class distribution of the fakes, at most log(10)}."""

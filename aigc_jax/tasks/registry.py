@@ -19,6 +19,7 @@ from aigc_jax.tasks.clip import CLIPTask
 from aigc_jax.tasks.conv_vae import ConvVAETask
 from aigc_jax.tasks.cyclegan import CycleGANTask
 from aigc_jax.tasks.dcgan import DCGANTask
+from aigc_jax.tasks.ddpm import DDPMTask
 from aigc_jax.tasks.gpt import GPTTask
 from aigc_jax.tasks.lstm_seq2seq import LSTMSeq2SeqTask
 from aigc_jax.tasks.mlm import MLMTask
@@ -42,7 +43,7 @@ FAMILIES = {task.name: task for task in (MLPClassifier, CNNClassifier, MLPGAN, V
                                          LSTMSeq2SeqTask, TransformerTask, RNNLMTask, LSTMLMTask, NGramTask, GPTTask, PPOTask, ReinforceTask,
                                          StyleGANTask, SimCLRTask, MultimodalTask, CLIPTask, Word2VecTask,
                                          AutoencoderTask, ConvVAETask, VAEGANTask, MLMTask, MLMFinetuneTask,
-                                         CycleGANTask)}
+                                         CycleGANTask, DDPMTask)}
 
 
 def register(cls):
