@@ -74,7 +74,7 @@ class SelfAttention(nn.Module):
 class UNet(nn.Module):
     channels: Sequence[int] = (32, 64, 64)  # widths from the finest resolution down, halving each time
     blocks: int = 2  # residual blocks per resolution on the way down (one more on the way up)
-    attention_at: Sequence[int] = (8,)  # resolutions (pixels) with self-attention
+    attention_at: Sequence[int] = (8,)  # grid sizes (after patching) with self-attention
     num_classes: int = 10  # the extra embedding row num_classes is "no class"
     out_channels: int = 1
     patch: int = 1  # pixels per side folded into channels first (space-to-depth) and unfolded last

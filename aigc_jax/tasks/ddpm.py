@@ -232,10 +232,7 @@ class DDPMTask(Task):
         loss_keys, sample_keys = im.split_keys(batch["key"])
         loss = self.loss(state.params, batch, loss_keys, 0.0)
         fake = self.generate(state.params, batch["label"], sample_keys)
-        sums = {"loss": (loss * batch["mask"]).sum(), **im.generator_eval_sums(self, fake, batch)}
-        if self.config.judge_metrics:
-            sums.update(im.prompt_hits(im.require_judge(self), fake, batch["label"], batch["mask"]))
-        return sums
+        return {"loss": (loss * batch["mask"]).sum(), **im.generator_eval_sums(self, fake, batch, batch["label"])}
 
     def finalize_eval(self, means):
         out = im.generator_metrics(self, means)

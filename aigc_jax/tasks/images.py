@@ -40,8 +40,10 @@ def to_unit(images: jax.Array) -> jax.Array:
 # Judge metrics: the features and class probabilities of the project's own digits classifier
 # (`aigc_jax.tasks.judge`), accumulated as masked sums like the pixel statistics above.
 
-def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) -> dict:
-    """Sums for `judge_metrics`: judge features of fakes and reals, and the fakes' class probabilities.
+def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array, prompts: jax.Array | None = None) -> dict:
+    """Sums for `judge_metrics`: judge features of fakes and reals, and the fakes' class probabilities;
+    with `prompts` [B] (the classes a conditional generator was asked for), "prompt_hits": how many
+    fakes the judge reads as their class (its mean is the prompt accuracy).
 
     `fake` and `real` are [B, H, W, 1] in [0, 1]; other sizes than the judge's 28x28 (the 32x32
     generators) are resized to it, both sets alike. `judge_params` are constants closed over by the
@@ -53,8 +55,11 @@ def judge_sums(judge_params, fake: jax.Array, real: jax.Array, mask: jax.Array) 
     fake_logits, fake_features = judge_outputs(judge_params, fake)
     _, real_features = judge_outputs(judge_params, real)
     probs = jax.nn.softmax(fake_logits) * mask[:, None]
-    return {**feature_sums("judge_fake", fake_features, mask), **feature_sums("judge_real", real_features, mask),
+    sums = {**feature_sums("judge_fake", fake_features, mask), **feature_sums("judge_real", real_features, mask),
             "judge_probs": probs.sum(0)}
+    if prompts is not None:
+        sums["prompt_hits"] = ((fake_logits.argmax(-1) == prompts) * mask).sum()
+    return sums
 
 
 def to_judge_input(judge_params, images: jax.Array) -> jax.Array:
@@ -69,15 +74,6 @@ def to_judge_input(judge_params, images: jax.Array) -> jax.Array:
     if (h, w) == (JUDGE_SIZE, JUDGE_SIZE):
         return images
     return jax.image.resize(images, (b, JUDGE_SIZE, JUDGE_SIZE, channels), method="linear", antialias=True)
-
-
-def prompt_hits(judge_params, fake: jax.Array, prompts: jax.Array, mask: jax.Array) -> dict:
-    """{"prompt_hits": how many of the fakes the judge classifies as the class asked for (`prompts`
-    [B])}: its mean is a conditional generator's prompt accuracy."""
-    from aigc_jax.tasks.judge import judge_outputs
-
-    logits, _ = judge_outputs(judge_params, to_judge_input(judge_params, fake))
-    return {"prompt_hits": ((logits.argmax(-1) == prompts) * mask).sum()}
 
 
 def judge_metrics(means: dict) -> dict:
@@ -109,13 +105,14 @@ def load_judged_images(task, image_size: int, colour: bool = False):
     return data
 
 
-def generator_eval_sums(task, fake: jax.Array, batch: dict) -> dict:
+def generator_eval_sums(task, fake: jax.Array, batch: dict, prompts: jax.Array | None = None) -> dict:
     """A generator's eval sums for as many fakes as real test images in `batch`: pixel statistics
-    and (config.judge_metrics) the judge classifier's features and class probabilities."""
+    and (config.judge_metrics) the judge classifier's features and class probabilities (and its
+    prompt hits, for fakes asked to be of the classes `prompts`)."""
     sums = {**feature_sums("fake", pooled_pixels(fake), batch["mask"]),
             **feature_sums("real", pooled_pixels(batch["image"]), batch["mask"])}
     if task.config.judge_metrics:
-        sums.update(judge_sums(require_judge(task), fake, batch["image"], batch["mask"]))
+        sums.update(judge_sums(require_judge(task), fake, batch["image"], batch["mask"], prompts))
     return sums
 
 
