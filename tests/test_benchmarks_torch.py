@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from aigc_jax.data import sampler  # noqa: E402  (after the torch check: the twins import torch)
 from aigc_jax.engine import run as engine_run  # noqa: E402
+from aigc_jax.tasks import ddpm  # noqa: E402
 from aigc_jax.tasks import images as im  # noqa: E402
 from aigc_jax.tasks import registry  # noqa: E402
 from aigc_jax.tasks.base import per_example_normal  # noqa: E402
@@ -27,6 +28,19 @@ def _gan_noise(task, keys):
     return {"z_d": per_example_normal(d_keys, latent), "z_g": per_example_normal(g_keys, latent)}
 
 
+def _ddpm_noise(task, keys):
+    """DDPMTask.loss's draws: the time (a diffusion step, or flow's t), the noise, the dropped labels."""
+    c = task.config
+    noise_keys, drop_keys = im.split_keys(keys)
+    t_keys, eps_keys = im.split_keys(noise_keys)
+    if c.objective == "flow":
+        time = {"t": jax.vmap(lambda k: jax.random.uniform(k))(t_keys)}
+    else:
+        time = {"step": jax.vmap(lambda k: jax.random.randint(k, (), 1, c.timesteps + 1))(t_keys)}
+    return {**time, "eps": per_example_normal(eps_keys, (ddpm.IMAGE_SIZE, ddpm.IMAGE_SIZE, task.image_channels)),
+            "drop": jax.vmap(lambda k: jax.random.bernoulli(k, c.label_dropout))(drop_keys)}
+
+
 # How each family draws its per-example noise from batch["key"], so the twin can be fed the same
 # draws (None: the step draws none).
 JAX_NOISE = {
@@ -38,6 +52,7 @@ JAX_NOISE = {
     "lstm_lm": None,
     "gpt": None,
     "transformer": None,
+    "ddpm": _ddpm_noise,
 }
 
 # Tolerances, float32 on both sides; the two frameworks sum in different orders, so they differ
@@ -60,7 +75,21 @@ STEP_TOL = 0.005
 # The tiny presets of these families warm up from a learning rate of 0, so their first step would
 # move no weight and test nothing of the optimizer: start them past the warm-up (the warm-up
 # itself is test_twin_schedule_is_the_jax_schedule's).
-PAST_WARMUP = {"gpt": {"warmup_steps": 0}, "transformer": {"warmup_steps": 0}}
+PAST_WARMUP = {"gpt": {"warmup_steps": 0}, "transformer": {"warmup_steps": 0},
+               # 16 channels: two per GroupNorm group (with one, the norm cancels the conv bias before it
+               # and that bias's gradient is pure roundoff in both frameworks)
+               "ddpm": {"warmup_steps": 0, "channels": (16,)}}
+
+# Families whose zero-initialised layers (ddpm's residual, attention and output convs) pass no gradient
+# back at initialisation: they start from random weights there, so every gradient is compared.
+ZERO_INIT = {"ddpm"}
+
+
+def _zeros_made_random(params, key):
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [0.1 * jax.random.normal(k, p.shape, p.dtype) if not np.any(p) else p
+                                     for k, p in zip(keys, leaves)])
 
 
 def _tiny_step(family):
@@ -73,6 +102,8 @@ def _tiny_step(family):
     host = engine_run.host_batch(data.train, sampler.batch_indices(data.num_train, config.batch_size, 0, config.seed))
     keys = jax.random.split(jax.random.key(1), config.batch_size)
     state = engine_run.initial_state(task, data, jax.random.key(0))
+    if family in ZERO_INIT:
+        state = state.replace(params=_zeros_made_random(state.params, jax.random.key(3)))
     new_state, metrics = jax.jit(task.train_step)(state, {**host, "key": keys}, jax.random.key(2))
     noise = JAX_NOISE[family]
     noise = None if noise is None else jax.tree.map(np.asarray, noise(task, keys))
@@ -179,6 +210,7 @@ SMALL = {
     "lstm_lm": {"vocab_size": 50, "embed": 8, "hidden": 16, "seq_len": 8, "bptt": 4},
     "gpt": {"vocab_size": 64, "context": 16, "width": 32, "layers": 2, "heads": 4},
     "transformer": {"vocab_size": 50, "width": 16, "heads": 2, "ff": 32, "max_source_len": 8, "max_target_len": 8},
+    "ddpm": {"channels": (4, 8), "blocks": 1, "attention_at": (8,), "patch": 2},
 }
 
 

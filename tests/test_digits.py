@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.data import digits, sampler
-from aigc_jax.data.images import load_image_splits
+from aigc_jax.data.images import load_image_splits, validation_split
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,20 @@ def test_split_sizes_and_disjointness():
     assert len(idx["test"]) == digits.NUM_TEST == 360
     assert not set(idx["train"]) & set(idx["test"])
     assert sorted(np.concatenate([idx["train"], idx["test"]])) == list(range(1797))
+
+
+def test_validation_split_is_held_out_train_images(splits28):
+    held = validation_split(splits28)
+    assert held.num_test == splits28.num_test and held.num_train == splits28.num_train - splits28.num_test
+
+    def rows(*splits):  # every (image, label) as bytes, as a sorted multiset
+        return sorted(s["image"][i].tobytes() + s["label"][i].tobytes() for s in splits for i in range(len(s["label"])))
+
+    # Train and validation together are exactly the old train split: no test image comes in, none is lost.
+    assert rows(held.train, held.test) == rows(splits28.train)
+    assert set(rows(held.test)).isdisjoint(rows(held.train))  # the digits' train images are all distinct
+    # One fixed draw: every run holds out the same images.
+    assert rows(validation_split(splits28).test) == rows(held.test)
 
 
 def test_arrays_match_documented_format(splits28):

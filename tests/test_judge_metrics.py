@@ -60,6 +60,23 @@ def test_diversity_of_real_digits_and_of_copies(params, test_images):
     assert judge.diversity_of_images(params, np.repeat(test_images[:1], 360, axis=0)) < 0.1
 
 
+def test_prompt_hits_count_fakes_the_judge_reads_as_their_prompt(params):
+    from aigc_jax.tasks.images import judge_sums
+
+    test = load_image_splits("digits", "", 32).test  # a 32x32 generator's size: resized to the judge's
+    images, labels = test["image"], test["label"]
+    mask = np.ones(len(labels), np.float32)
+    mask[:60] = 0.0  # padding rows never count
+
+    def accuracy(prompts):
+        return float(judge_sums(params, images, images, mask, prompts)["prompt_hits"]) / mask.sum()
+
+    # Real digits asked for as their own class: the judge's accuracy; asked for as the next class:
+    # a chance-level generator's (the judge is right on real digits, so it reads them as another class).
+    assert accuracy(labels) >= judge.MIN_ACCURACY
+    assert accuracy((labels + 1) % 10) < 0.05
+
+
 def test_vae_reports_judge_metrics_that_improve(tmp_path, params):
     _, rows = train_family("vae", tmp_path, steps=150, batch_size=64, log_every=50, eval_every=50,
                            ckpt_every=0, sample_every=0)

@@ -110,3 +110,26 @@ def with_channels(splits: Splits, channels: int) -> Splits:
             raise UserError(f"cannot show {c}-channel images in {channels} channels; expected grey (1) or {channels}")
         return {**split, "image": np.repeat(split["image"], channels, axis=-1)}
     return dataclasses.replace(splits, train=widen(splits.train), test=widen(splits.test))
+
+
+VALIDATION_SEED = 0  # fixed: every run holds out the same train images
+
+
+def validation_split(splits: Splits) -> Splits:
+    """Splits for choosing settings: as many train images as the test split has, drawn once with a
+    fixed seed, become the evaluated split (`Splits.test`) and leave the train split; the test split
+    is not read. (The judge classifier was trained on the whole train split, these images too: its
+    features of them are still those of real digits, which is all FD and diversity ask of it.)"""
+    if isinstance(splits.train, RecordSplit):
+        raise UserError("config.eval_split='validation' with a train split read from disk; expected a dataset "
+                        "small enough to hold in memory (or a larger config.in_memory_mb)")
+    n = splits.num_train
+    held = splits.num_test
+    if held >= n:
+        raise UserError(f"config.eval_split='validation': the train split has {n} examples; expected more than "
+                        f"the {held} a validation split holds out")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    keep, out = np.sort(order[held:]), np.sort(order[:held])
+    train = {k: v[keep] for k, v in splits.train.items()}
+    validation = {k: v[out] for k, v in splits.train.items()}
+    return dataclasses.replace(splits, train=train, test=validation)

@@ -88,7 +88,10 @@ class UNet(nn.Module):
         width = 4 * self.channels[0]
         cond = nn.Dense(width, dtype=self.dtype)(timestep_embedding(t, self.channels[0]))
         cond = nn.Dense(width, dtype=self.dtype)(nn.swish(cond))
-        cond = cond + nn.Embed(self.num_classes + 1, width, dtype=self.dtype)(label)
+        # N(0, 1) class vectors (PyTorch's nn.Embedding, as in ADM): on the scale of the time features, so the
+        # class steers the samples early (Flax's default, std 1/sqrt(width), left it ~10x weaker).
+        embed = nn.Embed(self.num_classes + 1, width, embedding_init=nn.initializers.normal(1.0), dtype=self.dtype)
+        cond = cond + embed(label)
 
         h = nn.Conv(self.channels[0], (3, 3), dtype=self.dtype)(x.astype(self.dtype))
         skips = [h]

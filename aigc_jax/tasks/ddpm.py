@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from aigc_jax import flops
+from aigc_jax.data.text import EVAL_SPLITS
 from aigc_jax.engine.config import base_config
 from aigc_jax.engine.state import create_train_state
 from aigc_jax.errors import UserError
@@ -89,12 +90,14 @@ class DDPMTask(Task):
         c.eval_every = 1000
         c.ckpt_every = 500
         c.sample_every = 1000
+        c.eval_split = "test"  # what evaluation scores: "validation" (train images held out) to choose settings
         c.judge_metrics = True  # eval_fd / eval_diversity / eval_prompt_accuracy with the judge classifier
         return c
 
     config_ranges = {**SCHEDULE_RANGES, "patch": (1, None), "blocks": (1, None), "timesteps": (2, None), "label_dropout": (0.0, 1.0),
                      "guidance": (0.0, None), "sample_steps": (1, None), "eta": (0.0, 1.0)}
-    config_choices = {**SCHEDULE_CHOICES, "objective": ("eps", "flow"), "sampler": ("ddim", "ddpm")}
+    config_choices = {**SCHEDULE_CHOICES, "objective": ("eps", "flow"), "sampler": ("ddim", "ddpm"),
+                      "eval_split": EVAL_SPLITS}
     resumable_keys = ("guidance", "sampler", "sample_steps", "eta", "prompt")
     benchmark_presets = {
         "tiny": {"judge_metrics": False, "channels": (8,), "blocks": 1, "attention_at": (8,), "batch_size": 8,

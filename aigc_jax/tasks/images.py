@@ -94,12 +94,14 @@ def load_judged_images(task, image_size: int, colour: bool = False):
     train split read from disk batch by batch); with `config.judge_metrics`, the judge classifier's
     params (trained once, then restored) as the constant "judge": the bound task's eval_step closes
     over them. They depend only on the config, so the task stays a pure function of it."""
-    from aigc_jax.data.images import load_image_splits
+    from aigc_jax.data.images import load_image_splits, validation_split
     from aigc_jax.tasks.judge import judge_params
 
     c = task.config
     data = load_image_splits(c.dataset, c.data_dir, image_size, num_examples=c.num_examples, colour=colour,
                              in_memory_mb=c.in_memory_mb)
+    if c.get("eval_split", "test") == "validation":  # a family that offers the key: settings chosen on it
+        data = validation_split(data)
     if task.config.judge_metrics:
         data = data.with_constants(judge=judge_params(task.config.dataset, task.config.data_dir))
     return data

@@ -18,6 +18,7 @@ TWINS = {
     "lstm_lm": ("lstm_lm", "LSTMLMTwin"),
     "gpt": ("gpt", "GPTTwin"),
     "transformer": ("transformer", "TransformerTwin"),
+    "ddpm": ("ddpm", "DDPMTwin"),
 }
 
 
