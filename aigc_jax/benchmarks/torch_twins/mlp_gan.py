@@ -26,6 +26,8 @@ class MLPGANTwin(Twin):
         self.latent = int(pick(cfg, 100, "latent"))
         self.g_hidden = tuple(pick(cfg, (256, 512), "g_hidden"))
         self.d_hidden = tuple(pick(cfg, (512, 256), "d_hidden"))
+        if float(cfg.get("d_dropout", 0.0)):
+            raise ValueError(f"d_dropout={cfg['d_dropout']}: the twin is the seeds' MLP GAN, without dropout; expected 0")
         self.G = mlp((self.latent, *self.g_hidden, PIXELS), nn.ReLU, nn.Tanh).to(device)
         self.D = nn.Sequential(nn.Flatten(), mlp((PIXELS, *self.d_hidden, 1), lambda: nn.LeakyReLU(0.2))).to(device)
         lr, b1 = float(cfg.get("learning_rate", 2e-4)), float(cfg.get("beta1", 0.5))
