@@ -40,10 +40,10 @@ class MLPGAN(Task):
         c.batch_size = 64
         c.learning_rate = 2e-4
         c.beta1 = 0.5  # Adam's beta1 (0.5, as DCGAN recommends for GANs)
-        # Dropout after each of D's hidden layers while training: on 1,437 digits D otherwise learns the
-        # train images by heart and G's FD climbs after ~5,000 steps (chosen on the validation split,
-        # docs/images.md: FD at step 6000 96 without, 43 at 0.3, 34 and 32 at 0.5 on two seeds)
-        c.d_dropout = 0.5
+        # On 1,437 digits D otherwise learns the train images by heart and G's FD climbs after ~5,000 steps
+        # (chosen on the validation split, docs/images.md: FD at step 6000 96 without, 43 at 0.3, 34 and
+        # 32 at 0.5 on two seeds)
+        c.d_dropout = 0.5  # dropout after each of D's hidden layers while training
         c.log_every = 100
         c.eval_every = 1000
         c.ckpt_every = 1000
