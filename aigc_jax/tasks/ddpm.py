@@ -34,7 +34,7 @@ from aigc_jax.engine.state import create_train_state
 from aigc_jax.errors import UserError
 from aigc_jax.models.unet import UNet
 from aigc_jax.tasks import images as im
-from aigc_jax.tasks.base import Task
+from aigc_jax.tasks.base import Task, per_example_normal
 from aigc_jax.tasks.optim import SCHEDULE_CHOICES, SCHEDULE_RANGES, add_schedule_keys, adam_optimizer
 
 IMAGE_SIZE = 32
@@ -148,7 +148,7 @@ class DDPMTask(Task):
     def noised(self, x0, keys):
         """(x_t, the network's time input in [0, 1], the target) for clean images x0 in [-1, 1]."""
         t_keys, noise_keys = im.split_keys(keys)
-        noise = jax.vmap(lambda k: jax.random.normal(k, x0.shape[1:]))(noise_keys)
+        noise = per_example_normal(noise_keys, x0.shape[1:])
         if self.config.objective == "flow":
             t = jax.vmap(lambda k: jax.random.uniform(k))(t_keys)
             s = t[:, None, None, None]
@@ -203,7 +203,7 @@ class DDPMTask(Task):
         shape = (IMAGE_SIZE, IMAGE_SIZE, self.image_channels)
 
         def draw(i):  # draw i of every example: 0 the starting noise, i > 0 step i's noise
-            return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), shape))(keys)
+            return per_example_normal(jax.vmap(jax.random.fold_in, (0, None))(keys, i), shape)
 
         x = draw(0) if start is None else start
         times, eta = self.schedule()
@@ -238,10 +238,7 @@ class DDPMTask(Task):
         return {"loss": (loss * batch["mask"]).sum(), **im.generator_eval_sums(self, fake, batch, batch["label"])}
 
     def finalize_eval(self, means):
-        out = im.generator_metrics(self, means)
-        if "prompt_hits" in means:
-            out["prompt_accuracy"] = means["prompt_hits"]
-        return {"loss": means["loss"], **out}
+        return {"loss": means["loss"], **im.generator_metrics(self, means)}
 
     def sample(self, state, rng, batch):
         """A grid of the prompt's class (8 x 8), or one row of ten per class without a prompt; and the

@@ -119,8 +119,12 @@ def generator_eval_sums(task, fake: jax.Array, batch: dict, prompts: jax.Array |
 
 
 def generator_metrics(task, means: dict) -> dict:
-    """`pixel_fd`, and `fd` / `diversity` with config.judge_metrics, from `generator_eval_sums`' means."""
-    return {"pixel_fd": pixel_fd(means), **(judge_metrics(means) if task.config.judge_metrics else {})}
+    """`pixel_fd`, and `fd` / `diversity` (and `prompt_accuracy` for a conditional generator) with
+    config.judge_metrics, from `generator_eval_sums`' means."""
+    if not task.config.judge_metrics:
+        return {"pixel_fd": pixel_fd(means)}
+    prompted = {"prompt_accuracy": means["prompt_hits"]} if "prompt_hits" in means else {}
+    return {"pixel_fd": pixel_fd(means), **judge_metrics(means), **prompted}
 
 
 def require_judge(task):
