@@ -65,7 +65,7 @@ CLAIMS: tuple[Claim, ...] = (
     one("conv_vae", Figure("eval_fd", 0.3, relative=True), Figure("eval_elbo", 3.0, digits=4), baseline="init"),
     one("ddpm", Figure("eval_fd", 0.3, relative=True), Figure("eval_prompt_accuracy", 0.05),
         Figure("eval_diversity", 0.15), baseline="init",
-        note="DDIM 50 steps, guidance 2; eval_prompt_accuracy: the judge reads the prompted digit in guided samples"),
+        note="DDIM 50 steps at eta 1, guidance 2; eval_prompt_accuracy: the judge reads the prompted digit in guided samples"),
     one("cyclegan", Figure("eval_class_kept_ab", 0.03), Figure("eval_class_kept_ba", 0.06),
         Figure("eval_fd_ab", 0.3, relative=True), Figure("eval_fd_ba", 0.3, relative=True),
         Figure("eval_fd_identity", 0.01, relative=True), Figure("eval_judge_accuracy_b", 0.01),
@@ -106,7 +106,9 @@ RELATIONS: tuple[Relation, ...] = (
     Relation(("gpt.gpt.eval_bpb", "lstm_lm.lstm_lm.eval_bpb", "rnn_lm.rnn_lm.eval_bpb", "ngram.ngram.eval_bpb"),
              "held-out bits per byte: the GPT beats the LSTM, the LSTM the Elman RNN, the RNN the trigram"),
     Relation(("ddpm.ddpm.eval_fd", "dcgan.dcgan.eval_fd"), "the diffusion model's samples are closer to real digits "
-             "than the best GAN's"),
+             "than the DCGAN's"),
+    Relation(("ddpm.ddpm.eval_fd", "stylegan.stylegan.eval_fd"), "the diffusion model's samples are closer to real digits "
+             "than the StyleGAN's"),
     Relation(("vae_gan.vae_gan.eval_fd", "vae.vae.eval_fd"), "the VAE-GAN's samples are closer to real digits"),
     Relation(("mlm.scratch.eval_accuracy", "mlm.finetune.eval_accuracy"),
              "pretraining helps the few-label classifier"),
