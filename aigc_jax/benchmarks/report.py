@@ -302,6 +302,7 @@ def markdown(doc: dict) -> str:
 
 
 def write_json(doc: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=False, default=str)
 

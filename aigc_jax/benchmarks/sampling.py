@@ -11,7 +11,6 @@ warm-up call; compile time is reported apart.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -76,13 +75,12 @@ def main(argv: list[str]) -> int:
         if value < 1:
             print(f"error: {name} {value}: expected an integer >= 1", file=sys.stderr)
             return 2
+    from aigc_jax.benchmarks import report
     from aigc_jax.cli import quiet_libraries
 
     quiet_libraries()
     doc = measure(args.preset or default_preset(), args.tokens, args.prompt_bytes, batches, args.repeats)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(doc, f, indent=2)
+    report.write_json(doc, args.json)
     print(f"wrote {args.json}")
     return 0
 
