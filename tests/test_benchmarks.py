@@ -289,7 +289,8 @@ def test_sampling_benchmark_times_both_decoders():
 def test_diffusion_sampling_benchmark_times_each_sampler():
     from aigc_jax.benchmarks import diffusion_sampling
 
-    doc = diffusion_sampling.measure("tiny", images=2, ddim_steps=[2, 3], full=False, repeats=1, log=lambda *a: None)
-    assert [(r["sampler"], r["steps"], r["network_calls_per_image"]) for r in doc["rows"]] == [("ddim", 2, 4), ("ddim", 3, 6)]
+    doc = diffusion_sampling.measure("tiny", images=2, step_counts=[2, 3], full=False, repeats=1, log=lambda *a: None)
+    assert [(r["sampler"], r["steps"], r["network_calls_per_image"]) for r in doc["rows"]] == [
+        ("dpmpp_2m_sde", 2, 4), ("ddim", 2, 4), ("dpmpp_2m_sde", 3, 6), ("ddim", 3, 6)]
     for row in doc["rows"]:
         assert row["seconds_per_image"] == row["seconds"] / 2 > 0 and row["compile_s"] > 0

@@ -1,6 +1,6 @@
-"""ddpm: the schedule and the DDIM/DDPM step, guidance's convention, determinism at eta = 0, the
-four parallel modes, the prompt on the command line, and a tiny run whose loss and sample FD fall
-below the untrained model's (flow matching: its loss falls)."""
+"""ddpm: the schedule, the DDIM/DDPM step and the DPM-Solver++(2M) SDE step, guidance's
+convention, determinism at eta = 0, the four parallel modes, the prompt on the command line, and a
+tiny run whose loss and sample FD fall below the untrained model's (flow matching: its loss falls)."""
 
 import os
 
@@ -14,7 +14,7 @@ from aigc_jax.cli import build_task, main
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.engine.run import Run
 from aigc_jax.errors import UserError
-from aigc_jax.tasks.ddpm import NUM_CLASSES, cosine_alpha_bar, ddim_step
+from aigc_jax.tasks.ddpm import NUM_CLASSES, cosine_alpha_bar, ddim_step, dpmpp_2m_sde_step, log_snr
 from conftest import run_mode, train_family
 
 TINY = {"channels": "8", "blocks": "1", "attention_at": "8", "batch_size": "8", "sample_steps": "4",
@@ -38,6 +38,25 @@ def test_ddim_step_at_eta_one_is_the_ddpm_posterior():
     std = np.sqrt((1 - a_s) / (1 - a_t) * beta)
     np.testing.assert_allclose(ddim_step(x, eps, a_t, a_s, 1.0, z), mean + std * z, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ddim_step(x, eps, a_t, a_s, 0.0, z), ddim_step(x, eps, a_t, a_s, 0.0, 0.0 * z))
+
+
+def test_dpm_solver_first_step_is_ddim_at_eta_one_and_then_takes_the_midpoint_prediction():
+    rng = np.random.default_rng(1)
+    x, z = (rng.standard_normal(64).astype(np.float32) * 0.3 for _ in range(2))
+    a = cosine_alpha_bar(100)
+    a_u, a_t, a_s = a[60], a[40], a[20]  # the last step u -> t, this one t -> s
+    lam_u, lam_t, lam_s = (float(log_snr(v)) for v in (a_u, a_t, a_s))
+    A, B = (rng.uniform(-0.3, 0.3, 64).astype(np.float32) for _ in range(2))
+    clean = lambda lam: A + B * lam  # noqa: E731  a clean-image prediction linear in log-SNR
+    eps = (x - np.sqrt(a_t) * clean(lam_t)) / np.sqrt(1 - a_t)  # the noise that implies clean(lam_t)
+    first, _ = dpmpp_2m_sde_step(x, eps, a_t, a_s, (np.zeros(64), 0.0), z)
+    np.testing.assert_allclose(first, ddim_step(x, eps, a_t, a_s, 1.0, z), rtol=1e-4, atol=1e-5)
+    second, _ = dpmpp_2m_sde_step(x, eps, a_t, a_s, (clean(lam_u), lam_t - lam_u), z)
+    midpoint = clean(lam_t + (lam_s - lam_t) / 2)  # the prediction half this step along
+    eps_mid = (x - np.sqrt(a_t) * midpoint) / np.sqrt(1 - a_t)
+    np.testing.assert_allclose(second, ddim_step(x, eps_mid, a_t, a_s, 1.0, z), rtol=1e-4, atol=1e-5)
+    last, _ = dpmpp_2m_sde_step(x, eps, a_t, 1.0, (clean(lam_u), lam_t - lam_u), z)
+    np.testing.assert_allclose(last, clean(lam_t), rtol=1e-4, atol=1e-5)  # at the data: the prediction
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +88,13 @@ def test_ddim_at_eta_zero_depends_only_on_the_starting_noise(perturbed):
     start = jax.random.normal(jax.random.key(3), (4, 32, 32, 1))
     label = jnp.arange(4)
     a, b = jax.random.split(jax.random.key(4), 4), jax.random.split(jax.random.key(5), 4)
-    still = build_task("ddpm", {**TINY, "eta": "0.0"})
+    still = build_task("ddpm", {**TINY, "sampler": "ddim", "eta": "0.0"})
     deterministic = jax.jit(lambda k: still.generate(params, label, k, start=start))
     np.testing.assert_array_equal(deterministic(a), deterministic(b))
-    noisy = build_task("ddpm", {**TINY, "eta": "1.0"})
-    ancestral = jax.jit(lambda k: noisy.generate(params, label, k, start=start))
-    assert np.abs(ancestral(a) - ancestral(b)).max() > 1e-3  # eta = 1 draws fresh noise from the keys
+    for noisy in (build_task("ddpm", {**TINY, "sampler": "ddim", "eta": "1.0"}), build_task("ddpm", TINY)):
+        stochastic = jax.jit(lambda k, task=noisy: task.generate(params, label, k, start=start))
+        # eta = 1 and the default solver draw fresh noise from the keys at every step
+        assert np.abs(stochastic(a) - stochastic(b)).max() > 1e-3, noisy.config.sampler
 
 
 def test_ddpm_sampler_walks_every_timestep(perturbed):

@@ -65,7 +65,7 @@ CLAIMS: tuple[Claim, ...] = (
     one("conv_vae", Figure("eval_fd", 0.3, relative=True), Figure("eval_elbo", 3.0, digits=4), baseline="init"),
     one("ddpm", Figure("eval_fd", 0.3, relative=True), Figure("eval_prompt_accuracy", 0.05),
         Figure("eval_diversity", 0.15), baseline="init",
-        note="DDIM 50 steps at eta 1, guidance 2; eval_prompt_accuracy: the judge reads the prompted digit in guided samples"),
+        note="DPM-Solver++(2M) SDE, 50 steps, guidance 2; eval_prompt_accuracy: the judge reads the prompted digit in guided samples"),
     one("cyclegan", Figure("eval_class_kept_ab", 0.03), Figure("eval_class_kept_ba", 0.06),
         Figure("eval_fd_ab", 0.3, relative=True), Figure("eval_fd_ba", 0.3, relative=True),
         Figure("eval_fd_identity", 0.01, relative=True), Figure("eval_judge_accuracy_b", 0.01),

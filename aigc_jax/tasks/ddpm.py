@@ -10,9 +10,12 @@ U-Net by flow matching instead (rectified flow: x_t = (1 - t) x0 + t e on a stra
 velocity e - x0 as target, t uniform in [0, 1]).
 
 Sampling (one `lax.scan` over the steps; evaluation and samples use the EMA weights):
+- `sampler="dpmpp_2m_sde"` (the default: at 50 steps the closest to the full sampler's FD,
+  docs/images.md): DPM-Solver++(2M) SDE (Lu et al. 2022) on `sample_steps` evenly spaced times,
+  DDIM at eta = 1 plus a second-order (midpoint) correction of the clean-image prediction along
+  log-SNR from the previous step's;
 - `sampler="ddim"`: DDIM (Song et al. 2021) on `sample_steps` evenly spaced times; `eta=0` is
-  deterministic given the starting noise, `eta=1` (the default: a lower FD at 50 steps, docs/images.md)
-  adds the ancestral noise;
+  deterministic given the starting noise, `eta=1` adds DDPM's posterior noise;
 - `sampler="ddpm"`: the ancestral sampler over all `timesteps` (DDIM with eta=1 at every step is
   exactly DDPM's posterior step);
 - flow matching: Euler steps along the predicted velocity, `sample_steps` of them.
@@ -51,15 +54,42 @@ def cosine_alpha_bar(timesteps: int, s: float = 0.008) -> np.ndarray:
     return np.concatenate([[1.0], np.cumprod(1.0 - betas)]).astype(np.float32)
 
 
+def clean_image(x, eps, a_t):
+    """The clean image x0 that noise `eps` at signal fraction a_t implies, clipped to [-1, 1]."""
+    return jnp.clip((x - jnp.sqrt(1.0 - a_t) * eps) / jnp.sqrt(a_t), -1.0, 1.0)
+
+
 def ddim_step(x, eps, a_t, a_s, eta, z):
     """One DDIM step from time t to an earlier time s (signal fractions a_t < a_s): the clean image
     the predicted noise implies (clipped to [-1, 1]), moved to s with the noise re-derived from the
     clipped image, plus `eta`-scaled fresh noise `z`. At eta = 1 from t to t - 1 this is DDPM's
     posterior step, mean and variance; at eta = 0 it is deterministic."""
-    x0 = jnp.clip((x - jnp.sqrt(1.0 - a_t) * eps) / jnp.sqrt(a_t), -1.0, 1.0)
+    x0 = clean_image(x, eps, a_t)
     eps = (x - jnp.sqrt(a_t) * x0) / jnp.sqrt(1.0 - a_t)
     sigma = eta * jnp.sqrt((1.0 - a_s) / (1.0 - a_t) * (1.0 - a_t / a_s))
     return jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - a_s - sigma**2, 0.0)) * eps + sigma * z
+
+
+def log_snr(a):
+    """lambda = log(alpha / sigma) of a signal fraction a = alpha^2 (+inf at a = 1, the data)."""
+    return 0.5 * (jnp.log(a) - jnp.log1p(-a))
+
+
+def dpmpp_2m_sde_step(x, eps, a_t, a_s, previous, z):
+    """One step of DPM-Solver++(2M) SDE (Lu et al. 2022) from t to s (log-SNR step h): DDIM at eta = 1
+    (the reverse SDE solved exactly for a constant clean-image prediction) with the prediction moved
+    half a step along log-SNR, extrapolated from `previous` = (the last step's prediction, its h);
+    h = 0 there on the first step, which is plain `ddim_step` at eta = 1. Returns (x_s, this step's
+    (prediction, h)); at s = 0, x_s is the prediction itself."""
+    x0 = clean_image(x, eps, a_t)
+    x0_last, h_last = previous
+    h = log_snr(a_s) - log_snr(a_t)
+    decay = -jnp.expm1(-2.0 * h)  # 1 - exp(-2h): the share of x0 (and of fresh noise variance) at s
+    r = jnp.where(h_last > 0, h_last / h, 1.0)
+    x0_line = jnp.where(h_last > 0, x0 + 0.5 / r * (x0 - x0_last), x0)
+    x_s = (jnp.sqrt((1.0 - a_s) / (1.0 - a_t)) * jnp.exp(-h) * x + jnp.sqrt(a_s) * decay * x0_line
+           + jnp.sqrt((1.0 - a_s) * decay) * z)
+    return jnp.where(a_s >= 1.0, x0, x_s), (x0, h)
 
 
 class DDPMTask(Task):
@@ -77,9 +107,11 @@ class DDPMTask(Task):
         c.timesteps = 1000  # diffusion steps T (eps)
         c.label_dropout = 0.1  # probability of training a label as "no class" (classifier-free guidance)
         c.guidance = 2.0  # sampling: uncond + guidance * (cond - uncond); 0 unconditional, 1 conditional
-        c.sampler = "ddim"  # ddim (sample_steps steps) | ddpm (ancestral, all timesteps; eps only)
-        c.sample_steps = 50  # DDIM / Euler steps for evaluation and samples
-        c.eta = 1.0  # DDIM noise: 1 ancestral (closer to the full sampler's FD at 50 steps), 0 deterministic
+        # eps: dpmpp_2m_sde (closest to the full sampler at 50 steps, docs/images.md) | ddim (sample_steps
+        # steps) | ddpm (ancestral, every timestep); flow matching always takes sample_steps Euler steps
+        c.sampler = "dpmpp_2m_sde"
+        c.sample_steps = 50  # solver / DDIM / Euler steps for evaluation and samples
+        c.eta = 1.0  # DDIM's noise: 1 DDPM's posterior noise, 0 deterministic
         c.prompt = ""  # samples: a class ("7"), or "" for one row per class
         c.steps = 2000
         c.batch_size = 64
@@ -89,6 +121,7 @@ class DDPMTask(Task):
         c.ema_decay = 0.995  # the engine's EMA of the weights: what is evaluated and sampled
         c.log_every = 100
         c.eval_every = 0  # only at the end: 360 guided samples take 1-2 minutes
+        c.eval_batch_size = 180  # the digits' 360 test images in two full batches (no padded samples to draw)
         c.ckpt_every = 500
         c.sample_every = 0  # only at the end
         c.eval_split = "test"  # what evaluation scores: "validation" (train images held out) to choose settings
@@ -97,7 +130,7 @@ class DDPMTask(Task):
 
     config_ranges = {**SCHEDULE_RANGES, "patch": (1, None), "blocks": (1, None), "timesteps": (2, None), "label_dropout": (0.0, 1.0),
                      "guidance": (0.0, None), "sample_steps": (1, None), "eta": (0.0, 1.0)}
-    config_choices = {**SCHEDULE_CHOICES, "objective": ("eps", "flow"), "sampler": ("ddim", "ddpm"),
+    config_choices = {**SCHEDULE_CHOICES, "objective": ("eps", "flow"), "sampler": ("ddim", "dpmpp_2m_sde", "ddpm"),
                       "eval_split": EVAL_SPLITS}
     resumable_keys = ("guidance", "sampler", "sample_steps", "eta", "prompt")
     benchmark_presets = {
@@ -118,8 +151,8 @@ class DDPMTask(Task):
             raise UserError(f"config.channels={','.join(map(str, c.channels))}: {len(c.channels)} resolutions halve "
                             f"{IMAGE_SIZE // c.patch} pixels {len(c.channels) - 1} times; expected fewer widths")
         if c.sampler == "ddpm" and c.objective != "eps":
-            raise UserError("config.sampler='ddpm' with config.objective='flow'; expected sampler='ddim' "
-                            "(flow matching samples with Euler steps)")
+            raise UserError("config.sampler='ddpm' with config.objective='flow'; expected sampler='dpmpp_2m_sde' or "
+                            "'ddim' (the ancestral sampler walks the eps schedule; flow matching takes Euler steps)")
         self.prompt_class = self._parse_prompt(c.prompt)
 
     @staticmethod
@@ -212,15 +245,20 @@ class DDPMTask(Task):
         flow, T = self.config.objective == "flow", self.config.timesteps
         alpha_bar = jnp.asarray(cosine_alpha_bar(T))
 
-        def step(x, inputs):
+        solver = self.config.sampler == "dpmpp_2m_sde"  # (flow: Euler whatever the sampler)
+
+        def step(carry, inputs):
+            x, previous = carry
             i, (t, s) = inputs
             time = jnp.full((len(x),), t / (1.0 if flow else T), jnp.float32)
             prediction = self.guided(params, x, time, label, guidance)
             if flow:
-                return x + (s - t) * prediction, x
-            return ddim_step(x, prediction, alpha_bar[t], alpha_bar[s], eta, draw(i + 1) if eta else 0.0), x
+                return (x + (s - t) * prediction, previous), x
+            if solver:
+                return dpmpp_2m_sde_step(x, prediction, alpha_bar[t], alpha_bar[s], previous, draw(i + 1)), x
+            return (ddim_step(x, prediction, alpha_bar[t], alpha_bar[s], eta, draw(i + 1) if eta else 0.0), previous), x
 
-        x, path = lax.scan(step, x, (jnp.arange(len(pairs)), pairs))
+        (x, _), path = lax.scan(step, (x, (jnp.zeros_like(x), jnp.zeros(()))), (jnp.arange(len(pairs)), pairs))
         images = im.to_unit(x)
         if not trajectory:
             return images
@@ -249,9 +287,12 @@ class DDPMTask(Task):
             labels = jnp.repeat(jnp.arange(NUM_CLASSES), 10)
         else:
             labels = jnp.full((64,), self.prompt_class)
-        samples = self.generate(state.params, labels, jax.random.split(grid_rng, len(labels)))
-        _, path = self.generate(state.params, jnp.arange(NUM_CLASSES), jax.random.split(strip_rng, NUM_CLASSES),
-                                trajectory=True)
+        samples, path = self.generate(state.params, labels, jax.random.split(grid_rng, len(labels)), trajectory=True)
+        if self.prompt_class is None:
+            path = path[::10]  # each row's first sample: one sampling pass (and one compilation) for both
+        else:
+            _, path = self.generate(state.params, jnp.arange(NUM_CLASSES), jax.random.split(strip_rng, NUM_CLASSES),
+                                    trajectory=True)
         return {"samples": samples, "denoising": path.reshape(-1, *path.shape[2:])}
 
     def flops_per_step(self):
