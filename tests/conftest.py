@@ -2,14 +2,25 @@
 
 import json
 import os
+import shutil
 import tempfile
+
+CREATED = []  # the temporary folders this process made: removed when its session ends
+
+
+def _private_dir(variable: str, prefix: str) -> None:
+    """A fresh folder in `variable` unless it is set (xdist workers inherit the controller's)."""
+    if not os.environ.get(variable):
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+        CREATED.append(os.environ[variable])
+
 
 # Before JAX is imported anywhere: simulate 4 devices so every parallel mode really splits batches.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
-os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="aigc_jax_tfds_"))
+_private_dir("TFDS_DATA_DIR", "aigc_jax_tfds_")
 # One persistent compilation cache for the session: runs that compile the same step again (resume
 # tests, subprocess CLI runs) load it from disk. Results are identical; only compile time drops.
-os.environ.setdefault("AIGC_JAX_COMPILE_CACHE", tempfile.mkdtemp(prefix="aigc_jax_xla_cache_"))
+_private_dir("AIGC_JAX_COMPILE_CACHE", "aigc_jax_xla_cache_")
 
 from aigc_jax.engine.distributed import enable_compilation_cache  # noqa: E402
 
@@ -57,3 +68,8 @@ def trained_workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trained")
     train_family("mlp", workdir, steps=2, batch_size=8, ckpt_every=2, eval_every=0, sample_every=0)
     return workdir
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for path in CREATED:
+        shutil.rmtree(path, ignore_errors=True)

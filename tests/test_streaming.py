@@ -141,7 +141,8 @@ def test_a_batch_is_resized_as_pillow_resizes_each_image():
 
 def test_text_windows_read_from_disk_are_the_windows_in_memory():
     """A corpus on disk is read window by window (records joined by the separator, as in memory),
-    and a language model trains on it step for step as on the whole corpus in memory."""
+    and a language model trains on it step for step as on the whole corpus in memory, and scores
+    held-out windows read from disk as those in memory."""
     from aigc_jax.data import text
     from aigc_jax.data.dirs import tfds_data_dir
 
@@ -157,6 +158,10 @@ def test_text_windows_read_from_disk_are_the_windows_in_memory():
     task = aigc_jax.build("gpt", seq_len=seq_len, width=16, layers=1, heads=2, batch_size=8, parallel="jit",
                           sample_tokens=8)
     constants = task.load_data().constants  # the encoded prompt
-    runs = [aigc_jax.Run(task, data=Splits(train=train, test=in_memory.test, constants=constants))
-            for train in (in_memory.train, RecordSplit(windows, text.stack_windows, "pydoc_text"))]
+    held_out = text.TextWindows.of(text._text_sources("pydoc_text", tfds_data_dir())["test"], seq_len)
+    runs = [aigc_jax.Run(task, data=Splits(train=train, test=test, constants=constants))
+            for train, test in ((in_memory.train, in_memory.test),
+                                (RecordSplit(windows, text.stack_windows, "pydoc_text"),
+                                 RecordSplit(held_out, text.stack_windows, "pydoc_text")))]
     assert [runs[0].step() for _ in range(3)] == [runs[1].step() for _ in range(3)]
+    assert runs[0].evaluate() == runs[1].evaluate()  # the held-out windows read from disk score the same

@@ -97,11 +97,9 @@ def run(args, command: str, log=print) -> dict:
 
     preset = args.preset or default_preset()
     # A fresh persistent compilation cache: the first compile of each step is cold, the second warm.
-    import tempfile
+    from aigc_jax.engine.distributed import enable_fresh_compilation_cache
 
-    from aigc_jax.engine.distributed import enable_compilation_cache
-
-    enable_compilation_cache(tempfile.mkdtemp(prefix="aigc_jax_bench_cache_"))
+    enable_fresh_compilation_cache("aigc_jax_bench_cache_")
     clock = timing.CLOCKS[args.clock]
     env = {**jax_environment(), "clock": args.clock}
     torch_why = torch_twins.torch_missing() if args.torch else None

@@ -23,7 +23,6 @@ import dataclasses
 import os
 import shlex
 import sys
-import tempfile
 import time
 import traceback
 
@@ -213,7 +212,7 @@ def run(args, command: str, log=print) -> dict:
     """Both checks, then the family sweep, as one JSON document."""
     import jax
 
-    from aigc_jax.engine.distributed import enable_compilation_cache
+    from aigc_jax.engine.distributed import enable_fresh_compilation_cache
     from aigc_jax.engine.xla_flags import xla_flags_in_effect
     from aigc_jax.errors import UserError
     from aigc_jax.benchmarks import timing
@@ -226,7 +225,7 @@ def run(args, command: str, log=print) -> dict:
                         "for the tiny CPU run of the same code")
     # A fresh persistent cache, as `python -m benchmarks` uses: compile cold, then warm. Before
     # the first compile: JAX decides once whether the cache is on.
-    enable_compilation_cache(tempfile.mkdtemp(prefix="aigc_jax_gpu_check_cache_"))
+    enable_fresh_compilation_cache("aigc_jax_gpu_check_cache_")
     clock = timing.CLOCKS["wall"]
     env = {**jax_environment(), "clock": "wall"}
     peak = device_peak(jax.devices()[0], matmul_size=512 if args.dry_run else 2048, clock=clock)

@@ -127,14 +127,17 @@ def load_text_splits(dataset: str, data_dir: str, seq_len: int, eval_split: str 
     """Train windows, and the windows of `eval_split` in the evaluated slot (`Splits.test`).
 
     `in_memory_mb`: a catalog dataset's train split whose files hold more than this many MiB stays
-    on disk (`TextWindows` in a `RecordSplit`), read window by window (None: always in memory); the
-    embedded corpora (at most 10 MB) are held in memory."""
+    on disk (`TextWindows` in a `RecordSplit`), read window by window (None: always in memory), and
+    so does its evaluated split if that too is larger; the embedded corpora (at most 10 MB) are held
+    in memory."""
     data_dir = tfds_data_dir(data_dir)
     sources = None if dataset in EMBEDDED_BUILDERS else _text_sources(dataset, data_dir)
     if sources is not None and stays_on_disk(sources["train"], in_memory_mb):
         _check_eval_split(dataset, eval_split, [s for s in EVAL_SPLITS if s in sources])
         train = RecordSplit(TextWindows.of(sources["train"], seq_len), stack_windows, dataset)
-        evaluated = TextWindows.of(sources[eval_split], seq_len)  # held-out splits are small: in memory
+        evaluated = TextWindows.of(sources[eval_split], seq_len)
+        if stays_on_disk(sources[eval_split], in_memory_mb):  # evaluation reads it batch by batch too
+            return Splits(train=train, test=RecordSplit(evaluated, stack_windows, dataset))
         return Splits(train=train, test=stack_windows(evaluated.__getitems__(np.arange(len(evaluated)))))
     streams = split_streams(dataset, data_dir)
     _check_eval_split(dataset, eval_split, [s for s in EVAL_SPLITS if s in streams])

@@ -8,7 +8,10 @@ the engine's mesh spans them all, each host feeds its slice of every global batc
 saves and restores across all processes.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import jax
 
@@ -52,3 +55,11 @@ def enable_compilation_cache(directory: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return directory
+
+
+def enable_fresh_compilation_cache(prefix: str) -> str:
+    """A new, empty persistent cache for this process (its first compile of each step is cold, the
+    second warm: what the benchmarks report), removed when the process exits."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, directory, True)
+    return enable_compilation_cache(directory)

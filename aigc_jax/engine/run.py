@@ -192,7 +192,7 @@ class Run:
 
     def eval_batch_size(self) -> int:
         test = self.test_split
-        return eval_batch_size_for(self.config, self.compiled, len(next(iter(test.values()))) if test else 1)
+        return eval_batch_size_for(self.config, self.compiled, split_size(test) if test else 1)
 
     def evaluate(self, state=None) -> dict:
         """The family's eval metrics on its test split, named as metrics.jsonl names them (eval_*)."""

@@ -107,9 +107,7 @@ class DDPMTask(Task):
         c.timesteps = 1000  # diffusion steps T (eps)
         c.label_dropout = 0.1  # probability of training a label as "no class" (classifier-free guidance)
         c.guidance = 2.0  # sampling: uncond + guidance * (cond - uncond); 0 unconditional, 1 conditional
-        # eps: dpmpp_2m_sde (closest to the full sampler at 50 steps, docs/images.md) | ddim (sample_steps
-        # steps) | ddpm (ancestral, every timestep); flow matching always takes sample_steps Euler steps
-        c.sampler = "dpmpp_2m_sde"
+        c.sampler = "dpmpp_2m_sde"  # dpmpp_2m_sde | ddim (sample_steps steps) | ddpm (every timestep); flow: Euler
         c.sample_steps = 50  # solver / DDIM / Euler steps for evaluation and samples
         c.eta = 1.0  # DDIM's noise: 1 DDPM's posterior noise, 0 deterministic
         c.prompt = ""  # samples: a class ("7"), or "" for one row per class
