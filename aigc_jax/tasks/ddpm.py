@@ -59,15 +59,19 @@ def clean_image(x, eps, a_t):
     return jnp.clip((x - jnp.sqrt(1.0 - a_t) * eps) / jnp.sqrt(a_t), -1.0, 1.0)
 
 
-def ddim_step(x, eps, a_t, a_s, eta, z):
-    """One DDIM step from time t to an earlier time s (signal fractions a_t < a_s): the clean image
-    the predicted noise implies (clipped to [-1, 1]), moved to s with the noise re-derived from the
-    clipped image, plus `eta`-scaled fresh noise `z`. At eta = 1 from t to t - 1 this is DDPM's
-    posterior step, mean and variance; at eta = 0 it is deterministic."""
-    x0 = clean_image(x, eps, a_t)
+def ddim_move(x, x0, a_t, a_s, eta, z):
+    """x at time t moved to an earlier time s (signal fractions a_t < a_s) given a clean image x0:
+    x0 at s with the noise that x and x0 imply, plus `eta`-scaled fresh noise `z`."""
     eps = (x - jnp.sqrt(a_t) * x0) / jnp.sqrt(1.0 - a_t)
     sigma = eta * jnp.sqrt((1.0 - a_s) / (1.0 - a_t) * (1.0 - a_t / a_s))
     return jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - a_s - sigma**2, 0.0)) * eps + sigma * z
+
+
+def ddim_step(x, eps, a_t, a_s, eta, z):
+    """One DDIM step from t to s: the clean image the predicted noise implies (clipped to [-1, 1]),
+    moved to s. At eta = 1 from t to t - 1 this is DDPM's posterior step, mean and variance; at
+    eta = 0 it is deterministic."""
+    return ddim_move(x, clean_image(x, eps, a_t), a_t, a_s, eta, z)
 
 
 def log_snr(a):
@@ -84,12 +88,9 @@ def dpmpp_2m_sde_step(x, eps, a_t, a_s, previous, z):
     x0 = clean_image(x, eps, a_t)
     x0_last, h_last = previous
     h = log_snr(a_s) - log_snr(a_t)
-    decay = -jnp.expm1(-2.0 * h)  # 1 - exp(-2h): the share of x0 (and of fresh noise variance) at s
     r = jnp.where(h_last > 0, h_last / h, 1.0)
     x0_line = jnp.where(h_last > 0, x0 + 0.5 / r * (x0 - x0_last), x0)
-    x_s = (jnp.sqrt((1.0 - a_s) / (1.0 - a_t)) * jnp.exp(-h) * x + jnp.sqrt(a_s) * decay * x0_line
-           + jnp.sqrt((1.0 - a_s) * decay) * z)
-    return jnp.where(a_s >= 1.0, x0, x_s), (x0, h)
+    return jnp.where(a_s >= 1.0, x0, ddim_move(x, x0_line, a_t, a_s, 1.0, z)), (x0, h)
 
 
 class DDPMTask(Task):
