@@ -14,11 +14,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A jitted step with 39 MiB temporaries (2048 x 5000 float32 logits), like lstm_lm's output layer:
 # one ("max": the logits' row maxima) or two at once ("cross_entropy": the logits and their
-# exponentials, 78 MiB, more than a worker thread's malloc heap holds). The engine's Run module
+# exponentials, 78 MiB, more than a worker thread's malloc heap holds). The engine's compile module
 # sets how CPU steps are dispatched, so the probe imports it as every training run does.
 PROBE = """
 import json, resource, sys
-import aigc_jax, aigc_jax.engine.run, jax, jax.numpy as jnp, optax
+import aigc_jax, aigc_jax.engine.compile, jax, jax.numpy as jnp, optax
 a = jnp.ones((2048, 256)); b = jnp.ones((256, 5000)); labels = jnp.zeros((2048,), jnp.int32)
 f = jax.jit({"max": lambda a, b: (a @ b).max(-1),
              "cross_entropy": lambda a, b: optax.softmax_cross_entropy_with_integer_labels(a @ b, labels).mean()
@@ -58,3 +58,22 @@ def test_large_temporaries_stay_mapped_between_steps(step, pages):
     # them, ~0 per call (the calling thread's arena keeps the buffers). The 78 MiB step needs both: with
     # the thresholds alone (asynchronous dispatch), a worker thread's arena maps it afresh every call.
     assert plain["faults"] > 0.5 * pages and tuned["faults"] < 0.05 * plain["faults"], (tuned, plain)
+
+
+# The training command asks for the devices (the batch must divide them) before it compiles anything:
+# the dispatch setting must already be in place then, or the run's steps go to a worker thread.
+CLI_PROBE = """
+import sys
+from aigc_jax.cli import main
+main(sys.argv[1:])
+from aigc_jax.engine.host_memory import malloc_tuning_in_effect
+print(malloc_tuning_in_effect())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_the_training_command_runs_cpu_steps_on_the_calling_thread(tmp_path):
+    command = [sys.executable, "-c", CLI_PROBE, "mlp", "--config.steps=1", "--workdir", str(tmp_path), "--quiet"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CPU steps dispatched inline" in done.stdout.strip().splitlines()[-1], done.stdout[-500:]

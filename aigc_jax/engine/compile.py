@@ -25,8 +25,14 @@ from jax.sharding import PartitionSpec as P
 
 from aigc_jax.engine import parallel
 from aigc_jax.engine.guard import guarded
+from aigc_jax.engine.host_memory import run_cpu_steps_inline
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.errors import UserError
+
+# A CPU step's large temporaries stay mapped only if it runs on the calling thread. This must come
+# before JAX starts its CPU backend, so here: every path to a compiled step (and the device checks
+# the CLI makes first) imports this module before it asks for a device (engine/host_memory.py).
+run_cpu_steps_inline()
 
 
 def _with_example_keys(batch: dict, rng: jax.Array, batch_size: int) -> tuple[dict, jax.Array]:

@@ -23,7 +23,7 @@ slower (docs/benchmarks.md). Steps over several devices are dispatched as before
 setting to single-device computations only).
 
 `keep_large_buffers()` runs at `import aigc_jax` (beside the XLA flags), `run_cpu_steps_inline()`
-when the engine's `Run` is imported (it needs JAX, which `import aigc_jax` does not load);
+when `engine/compile.py` is imported (it needs JAX, which `import aigc_jax` does not load);
 `AIGC_JAX_MALLOC_TUNING=0` turns both off. The first does nothing where the C library is not glibc.
 """
 

@@ -22,17 +22,12 @@ from aigc_jax.data.records import RecordSplit, split_size
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import CompiledTask, check_fits, compile_task
 from aigc_jax.engine.guard import FLAG
-from aigc_jax.engine.host_memory import run_cpu_steps_inline
 from aigc_jax.engine.input_pipeline import StepInputs
 from aigc_jax.engine.metrics import to_python, write_atomically
 from aigc_jax.engine.state import engine_options, evaluation_view, regularise
 from aigc_jax.errors import UserError
 
 LOAD = object()  # Run(task): read the task's data
-
-# A CPU step's large temporaries stay mapped only if it runs on the calling thread; this must come
-# before JAX starts its CPU backend (engine/host_memory.py).
-run_cpu_steps_inline()
 
 
 def host_batch(arrays: dict, indices: np.ndarray) -> dict:
