@@ -60,10 +60,10 @@ def run_cpu_steps_inline() -> bool:
     """Run single-device CPU computations on the calling thread (no asynchronous dispatch), before
     JAX starts its CPU backend (later, the backend keeps what it started with); True when set."""
     import jax
-    from jax._src import xla_bridge
 
-    started = getattr(xla_bridge, "backends_are_initialized", lambda: False)()
-    if _opted_out() or not _state["applied"] or started:
+    from aigc_jax.engine.xla_flags import backends_started
+
+    if _opted_out() or not _state["applied"] or backends_started():
         return False
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     _state["inline"] = True

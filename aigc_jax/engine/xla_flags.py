@@ -83,7 +83,7 @@ def _jaxlib_version() -> str:
         return ""
 
 
-def _backends_started() -> bool:
+def backends_started() -> bool:
     # Without importing JAX: if its backend module was never imported, no backend exists yet.
     bridge = sys.modules.get("jax._src.xla_bridge")
     check = getattr(bridge, "backends_are_initialized", None)
@@ -98,7 +98,7 @@ def apply_default_xla_flags(environ=os.environ) -> list[str]:
         environ["XLA_FLAGS"] = " ".join([environ.get("XLA_FLAGS", "").strip(), *added]).strip()
     if added and environ is os.environ:  # the record is of this process's own environment
         _state["added"] = _state["added"] + added
-        _state["backends_started_first"] = _state["backends_started_first"] or _backends_started()
+        _state["backends_started_first"] = _state["backends_started_first"] or backends_started()
     return added
 
 
