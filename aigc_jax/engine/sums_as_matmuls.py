@@ -1,0 +1,186 @@
+"""Sums over many rows computed as matrix products, for the CPU backend.
+
+XLA:CPU compiles a sum over the leading axes of an array (the gradient of every bias, of every
+LayerNorm scale and shift, BatchNorm's statistics over batch and pixels) as a two-stage
+reduce-window whose inner loop walks the array with a stride of one row: a bias gradient of
+[16, 128, 1024] took 6.5 ms inside GPT's step, where the same sum written as a product with a
+vector of ones runs in YNNPACK's vectorised kernels in about the time it takes to read the array.
+
+`sums_as_matmuls(fn)` traces `fn` to a jaxpr and evaluates it again, binding every primitive as
+traced except floating-point `reduce_sum`s over leading axes:
+- a sum whose operand a `dot_general` also contracts over the same leading axes (a layer's bias
+  gradient beside its kernel gradient) is computed inside that product, as one more column of
+  ones beside the other operand: `[x, 1]^T @ g` gives the kernel and the bias gradient at once,
+  as cuBLASLt's bias-gradient epilogue does. Summed alone, XLA then transposes `g` for the kernel
+  gradient instead of `x` (GPT's step: 350 -> 430 ms);
+- any other such sum becomes `ones @ g`.
+The function computes the same numbers (summed in another order: equal to float32 rounding), and
+autodiff, sharding and donation see an ordinary JAX function. Calls of nested `jax.jit` functions
+are inlined so their sums are rewritten too; loop and branch bodies (scan, while, cond) and
+`shard_map` bodies are left as they are. Measured in docs/benchmarks.md ("Sums as matrix
+products").
+
+The engine applies it to the train step of the `jit` and `sharded` modes on CPU devices
+(`engine/compile.py`); `AIGC_JAX_SUMS_AS_MATMULS=0` turns it off. On GPU and TPU, XLA's own
+reductions are kept.
+"""
+
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.extend import core
+from jax.extend.core import primitives
+
+OPT_OUT_ENV = "AIGC_JAX_SUMS_AS_MATMULS"
+# Sums over fewer rows are left to XLA: rewritten, the batch-64 sums of mlp_gan's and vae's steps
+# made them 10-30% slower, and at a few hundred rows the reduce loop is as fast.
+MIN_ROWS = 512
+
+
+def _leading_sum(eqn) -> int:
+    """How many leading axes a float `reduce_sum` eqn sums (over at least MIN_ROWS rows), else 0."""
+    if eqn.primitive is not primitives.reduce_sum_p:
+        return 0
+    aval = eqn.invars[0].aval
+    axes = tuple(sorted(eqn.params["axes"]))
+    n = len(axes)
+    if (not n or n == len(aval.shape) or axes != tuple(range(n)) or not jnp.issubdtype(aval.dtype, jnp.floating)
+            or math.prod(aval.shape[:n]) < MIN_ROWS):
+        return 0
+    return n
+
+
+def _partner(eqn, summed, n: int):
+    """(other operand, whether `summed` is the lhs) if `eqn` is a dot_general that contracts the
+    first `n` axes of `summed` with the first `n` of its other operand, and has no batch axes."""
+    if eqn.primitive is not primitives.dot_general_p:
+        return None
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    lhs, rhs = eqn.invars
+    if lb or rb or lhs is rhs or tuple(lc) != tuple(range(n)) or tuple(rc) != tuple(range(n)):
+        return None
+    if lhs is summed:
+        return rhs, True
+    if rhs is summed:
+        return lhs, False
+    return None
+
+
+def _pairs(eqns) -> dict:
+    """{index: (sum index, dot index)} where each sum paired with a dot is computed, and {index:
+    None} at the other of the two. Both are computed at the earlier one when the dot's other operand
+    exists by then, else at the later one if nothing between them reads the earlier result."""
+    users: dict = {}
+    made_at: dict = {}
+    for i, eqn in enumerate(eqns):
+        for v in eqn.invars:
+            if isinstance(v, core.Var):
+                users.setdefault(v, []).append(i)
+        for v in eqn.outvars:
+            made_at[v] = i
+    pairs: dict = {}
+    for i, eqn in enumerate(eqns):
+        n = _leading_sum(eqn)
+        if not n:
+            continue
+        for j in users.get(eqn.invars[0], []):
+            partner = None if j in pairs else _partner(eqns[j], eqn.invars[0], n)
+            if partner is None:
+                continue
+            first, last = min(i, j), max(i, j)
+            if made_at.get(partner[0], -1) < first:
+                at, skip = first, last
+            elif not any(k < last for v in eqns[first].outvars for k in users.get(v, [])):
+                at, skip = last, first
+            else:
+                continue
+            pairs[at], pairs[skip] = (i, j), None
+            break
+    return pairs
+
+
+def _sum_with_dot(sum_eqn, dot_eqn, summed, other, summed_is_lhs: bool):
+    """The kernel gradient (`dot_eqn`'s result) and the bias gradient (`sum_eqn`'s) from one product."""
+    n = _leading_sum(sum_eqn)
+    rows = math.prod(summed.shape[:n])
+    g = summed.reshape(rows, -1)
+    x = other.reshape(rows, -1)
+    x1 = jnp.concatenate([x, jnp.ones((rows, 1), x.dtype)], axis=1)
+    contract = (((0,), (0,)), ((), ()))
+    params = dict(precision=dot_eqn.params["precision"], preferred_element_type=dot_eqn.params["preferred_element_type"])
+    if summed_is_lhs:
+        both = lax.dot_general(g, x1, contract, **params)  # [k, m + 1]
+        product, total = both[:, :-1], both[:, -1]
+    else:
+        both = lax.dot_general(x1, g, contract, **params)  # [m + 1, k]
+        product, total = both[:-1], both[-1]
+    return (product.reshape(dot_eqn.outvars[0].aval.shape),
+            total.astype(summed.dtype).reshape(sum_eqn.outvars[0].aval.shape))
+
+
+def _sum_alone(summed, n: int):
+    rows = math.prod(summed.shape[:n])
+    # Accumulate in float32 whatever the input dtype, as XLA's reduce does for bfloat16.
+    acc = jnp.promote_types(summed.dtype, jnp.float32)
+    total = lax.dot_general(jnp.ones((rows,), summed.dtype), summed.reshape(rows, -1), (((0,), (0,)), ((), ())),
+                            preferred_element_type=acc)
+    return total.astype(summed.dtype).reshape(summed.shape[n:])
+
+
+def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, core.Literal) else env[v]
+
+    for v, val in zip(jaxpr.constvars, consts):
+        env[v] = val
+    for v, val in zip(jaxpr.invars, args):
+        env[v] = val
+    pairs = _pairs(jaxpr.eqns)
+    for index, eqn in enumerate(jaxpr.eqns):
+        if pairs.get(index, 0) is None:
+            continue  # computed with its partner
+        # The traced op names ("transpose(jvp(GPT))/block_1/mlp/up"), for profiles.
+        with jax.named_scope(str(eqn.source_info.name_stack) or "_"):
+            if index in pairs:
+                sum_eqn, dot_eqn = (jaxpr.eqns[k] for k in pairs[index])
+                other, summed_is_lhs = _partner(dot_eqn, sum_eqn.invars[0], _leading_sum(sum_eqn))
+                product, total = _sum_with_dot(sum_eqn, dot_eqn, read(sum_eqn.invars[0]), read(other), summed_is_lhs)
+                env[dot_eqn.outvars[0]], env[sum_eqn.outvars[0]] = product, total
+                continue
+            invals = [read(v) for v in eqn.invars]
+            if _leading_sum(eqn):
+                outvals = [_sum_alone(invals[0], _leading_sum(eqn))]
+            elif eqn.primitive is primitives.jit_p:
+                inner = eqn.params["jaxpr"]
+                outvals = _evaluate(inner.jaxpr, inner.consts, invals)
+            else:
+                with eqn.ctx.manager:
+                    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+                outvals = out if eqn.primitive.multiple_results else [out]
+        for v, val in zip(eqn.outvars, outvals):
+            env[v] = val
+    return [read(v) for v in jaxpr.outvars]
+
+
+def sums_as_matmuls(fn):
+    """`fn` with its float sums over leading axes computed as matrix products (module docstring)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args):
+        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+        outs = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+    return wrapped
+
+
+def sums_as_matmuls_on(devices) -> bool:
+    """Whether the engine rewrites a train step compiled for `devices`: on CPU, unless opted out."""
+    opted_out = os.environ.get(OPT_OUT_ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return not opted_out and all(d.platform == "cpu" for d in devices)

@@ -1,0 +1,111 @@
+"""engine/sums_as_matmuls.py: the rewritten function computes the same values, and the sums it is
+meant to rewrite are no longer `reduce_sum`s."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.engine.sums_as_matmuls import MIN_ROWS, OPT_OUT_ENV, sums_as_matmuls, sums_as_matmuls_on
+
+
+def _primitives(fn, *args) -> list[str]:
+    return [eqn.primitive.name for eqn in jax.make_jaxpr(fn)(*args).jaxpr.eqns]
+
+
+def _leading_sums(fn, *args) -> int:
+    """reduce_sums over leading axes, large enough to be rewritten, in fn's jaxpr (top level)."""
+    count = 0
+    for eqn in jax.make_jaxpr(fn)(*args).jaxpr.eqns:
+        if eqn.primitive.name == "reduce_sum":
+            shape, axes = eqn.invars[0].aval.shape, tuple(sorted(eqn.params["axes"]))
+            count += axes == tuple(range(len(axes))) and len(axes) < len(shape) and np.prod(shape[:len(axes)]) >= MIN_ROWS
+    return count
+
+
+def _close(a, b, rtol=1e-5):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * float(np.abs(x).max()))
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.LayerNorm()(x)
+        return nn.Dense(24)(nn.gelu(nn.Dense(48)(x)))
+
+
+@pytest.fixture(scope="module")
+def block_grad():
+    x = jax.random.normal(jax.random.key(1), (8, 96, 16))
+    params = Block().init(jax.random.key(0), x)
+    grad = jax.grad(lambda p, x: jnp.tanh(Block().apply(p, x)).mean())
+    return grad, params, x
+
+
+def test_layer_gradients_equal_with_every_bias_sum_inside_a_matmul(block_grad):
+    grad, params, x = block_grad
+    assert _leading_sums(grad, params, x) == 4  # two biases, LayerNorm's scale and shift
+    rewritten = sums_as_matmuls(grad)
+    assert _leading_sums(rewritten, params, x) == 0
+    # Each bias gradient joins its kernel gradient's product: no dot_general is added for them.
+    assert _primitives(rewritten, params, x).count("dot_general") == _primitives(grad, params, x).count("dot_general") + 2
+    _close(jax.jit(grad)(params, x), jax.jit(rewritten)(params, x))
+
+
+def test_a_sum_with_no_matmul_beside_it_becomes_one_and_small_sums_stay():
+    def f(x, y):
+        return jnp.tanh(x).sum((0, 1)), (x * 2).sum(-1), y.sum(0)  # leading (rewritten), trailing, few rows
+
+    x, y = jax.random.normal(jax.random.key(0), (16, 64, 8)), jnp.ones((MIN_ROWS - 1, 3))
+    rewritten = sums_as_matmuls(f)
+    assert _primitives(rewritten, x, y).count("reduce_sum") == 2
+    _close(jax.jit(f)(x, y), jax.jit(rewritten)(x, y))
+
+
+def test_sums_inside_nested_jit_are_rewritten_and_loops_are_left_alone():
+    inner = jax.jit(lambda x: x.sum(0))
+
+    def f(x):
+        carry, _ = jax.lax.scan(lambda c, row: (c + row.sum(), None), 0.0, x)  # a sum inside a loop body
+        return inner(x), carry
+
+    x = jax.random.normal(jax.random.key(0), (MIN_ROWS, 4))
+    rewritten = sums_as_matmuls(f)
+    assert "jit" not in _primitives(rewritten, x) and "scan" in _primitives(rewritten, x)
+    assert _leading_sums(rewritten, x) == 0
+    _close(jax.jit(f)(x), jax.jit(rewritten)(x))
+
+
+def test_a_bias_sum_read_before_its_matmul_is_paired_at_the_matmul_or_left_alone():
+    contract_rows = (((0,), (0,)), ((), ()))
+
+    def paired(g, x, w):
+        bias = g.sum(0)  # the sum comes first ...
+        h = jnp.tanh(x @ w)  # ... the matmul's other operand is made after it
+        return jax.lax.dot_general(g, h, contract_rows), bias
+
+    def read_between(g, x, w):
+        bias = g.sum(0)
+        h = jnp.tanh(x @ w) + bias[0]  # the sum is read before the matmul: they cannot be merged
+        return jax.lax.dot_general(g, h, contract_rows), bias
+
+    g, x, w = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate([(MIN_ROWS, 8), (MIN_ROWS, 6), (6, 5)]))
+    for fn, added_dots in ((paired, 0), (read_between, 1)):
+        rewritten = sums_as_matmuls(fn)
+        assert _leading_sums(rewritten, g, x, w) == 0
+        assert _primitives(rewritten, g, x, w).count("dot_general") == _primitives(fn, g, x, w).count("dot_general") + added_dots
+        _close(jax.jit(fn)(g, x, w), jax.jit(rewritten)(g, x, w))
+
+
+def test_bfloat16_sums_accumulate_in_float32():
+    x = jnp.full((4 * MIN_ROWS, 2), 1.0, jnp.bfloat16)
+    total = jax.jit(sums_as_matmuls(lambda x: x.sum(0)))(x)
+    assert total.dtype == jnp.bfloat16 and float(total[0]) == 4 * MIN_ROWS  # 2048 is exact in bfloat16
+
+
+def test_on_for_cpu_steps_unless_opted_out(monkeypatch):
+    assert sums_as_matmuls_on(jax.devices("cpu"))
+    monkeypatch.setenv(OPT_OUT_ENV, "0")
+    assert not sums_as_matmuls_on(jax.devices("cpu"))
