@@ -62,7 +62,23 @@ def test_a_claim_runs_end_to_end_and_beats_its_baseline(tmp_path):
     bpb, unigram = record["figures"]["ngram.eval_bpb"], record["baseline"]["value"]
     assert record["steps"] == {"ngram": 4} and 0 < bpb < unigram - 0.5 < 8, (bpb, unigram)
     assert record["commands"] == ["python -m train ngram --config.steps=4"]
+    assert record["environment"]["date"] and record["environment"]["backend"] == "cpu"
     json.dumps(record)  # what results.json stores
+
+
+def test_accept_keeps_the_environment_each_claim_was_measured_in(tmp_path, monkeypatch):
+    def record(name, date):
+        return {"name": name, "figures": {f"{name}.eval_bpb": 2.0}, "environment": {"date": date}}
+
+    documented, out = tmp_path / "claims.json", tmp_path / "out"
+    claims.save({"claims": [record("ngram", "2026-01-01"), record("gpt", "2026-01-02")]}, str(documented))
+    claims.save({"claims": [record("gpt", "2026-12-04")]}, str(out / "results.json"))
+    monkeypatch.setattr(claims, "DOCUMENTED", str(documented))
+    monkeypatch.setattr(claims, "write_readme", lambda doc: None)
+    assert claims.main(["--accept", "--out", str(out)]) == 0
+    doc = claims.load(str(documented))
+    assert {r["name"]: r["environment"]["date"] for r in doc["claims"]} == {"ngram": "2026-01-01", "gpt": "2026-12-04"}
+    assert "environment" not in doc  # no one machine for rows measured at different times
 
 
 def test_bad_claim_name_is_one_line_and_exit_2():

@@ -53,8 +53,9 @@ def last_eval_row(metrics_file: str) -> dict:
 
 
 def run_claim(claim: Claim, out: str, extra: list[str], log=print) -> dict:
-    """Run the claim's commands in order; its figures, baseline and wall time."""
+    """Run the claim's commands in order; its figures, baseline, wall time and the machine it ran on."""
     workdirs = {name: os.path.join(out, claim.name, name) for name in claim.run_names()}
+    env = environment()  # before the runs: its load average is the other work on the machine
     figures, seconds, steps = {}, {}, {}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for name, args in claim.runs:
@@ -71,7 +72,7 @@ def run_claim(claim: Claim, out: str, extra: list[str], log=print) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     record = {"name": claim.name, "commands": [f"python -m train {args}" for _, args in claim.runs],
-              "figures": figures, "steps": steps, "seconds": seconds, "cpu_s": cpu}
+              "figures": figures, "steps": steps, "seconds": seconds, "cpu_s": cpu, "environment": env}
     if claim.baseline:
         record["baseline"] = {"kind": claim.baseline, "value": BASELINES[claim.baseline](claim)}
     return record
@@ -263,7 +264,7 @@ def readme_in_sync(path: str = README, claims_file: str = DOCUMENTED) -> bool:
 
 def load(path: str) -> dict:
     if not os.path.exists(path):
-        return {"environment": {}, "claims": []}
+        return {"claims": []}
     with open(path) as f:
         return json.load(f)
 
@@ -326,14 +327,14 @@ def _main(args) -> int:
             raise UserError(f"{results_file} holds no results; expected a python -m benchmarks.claims run first")
         documented = load(DOCUMENTED)
         merged = {r["name"]: r for r in documented["claims"]} | {r["name"]: r for r in results["claims"]}
-        save({"environment": results["environment"], "claims": [merged[c.name] for c in CLAIMS if c.name in merged]},
-             DOCUMENTED)
+        # Each claim keeps the environment it was measured in: rows accepted at different times
+        # come from different machines.
+        save({"claims": [merged[c.name] for c in CLAIMS if c.name in merged]}, DOCUMENTED)
         write_readme(load(DOCUMENTED))
         print(f"wrote {DOCUMENTED} and README's table")
         return 0
     results = load(results_file)
     records = {r["name"]: r for r in results["claims"]}
-    results["environment"] = environment()
     for claim in CLAIMS:
         if args.only and claim.name not in args.only or (claim.name in records and not args.rerun):
             continue
