@@ -3,6 +3,7 @@ meant to rewrite are no longer `reduce_sum`s."""
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -64,17 +65,27 @@ def test_a_sum_with_no_matmul_beside_it_becomes_one_and_small_sums_stay():
     _close(jax.jit(f)(x, y), jax.jit(rewritten)(x, y))
 
 
-def test_sums_inside_nested_jit_are_rewritten_and_loops_are_left_alone():
+def _scan_body(fn, *args):
+    (eqn,) = [e for e in jax.make_jaxpr(fn)(*args).jaxpr.eqns if e.primitive.name == "scan"]
+    return eqn.params["jaxpr"]
+
+
+def test_sums_in_nested_jit_and_scan_bodies_are_rewritten_and_while_bodies_left():
     inner = jax.jit(lambda x: x.sum(0))
 
     def f(x):
-        carry, _ = jax.lax.scan(lambda c, row: (c + row.sum(), None), 0.0, x)  # a sum inside a loop body
-        return inner(x), carry
+        carry, sums = jax.lax.scan(lambda c, x: (c + x.sum(0)[0], jnp.tanh(x).sum(0)), 0.0, jnp.stack([x, 2 * x]))
+        _, looped = jax.lax.while_loop(lambda ic: ic[0] < 2, lambda ic: (ic[0] + 1, ic[1] + x.sum(0)),
+                                       (0, jnp.zeros(x.shape[1])))
+        return inner(x), carry, sums, looped
 
     x = jax.random.normal(jax.random.key(0), (MIN_ROWS, 4))
     rewritten = sums_as_matmuls(f)
-    assert "jit" not in _primitives(rewritten, x) and "scan" in _primitives(rewritten, x)
+    assert "jit" not in _primitives(rewritten, x) and "while" in _primitives(rewritten, x)
     assert _leading_sums(rewritten, x) == 0
+    body = _scan_body(rewritten, x)
+    assert _leading_sums(jax.extend.core.jaxpr_as_fun(body), *[v.aval for v in body.jaxpr.invars]) == 0
+    assert _leading_sums(jax.extend.core.jaxpr_as_fun(_scan_body(f, x)), *[v.aval for v in body.jaxpr.invars]) == 2
     _close(jax.jit(f)(x), jax.jit(rewritten)(x))
 
 

@@ -16,8 +16,8 @@ traced except floating-point `reduce_sum`s over leading axes:
 - any other such sum becomes `ones @ g`.
 The function computes the same numbers (summed in another order: equal to float32 rounding), and
 autodiff, sharding and donation see an ordinary JAX function. Calls of nested `jax.jit` functions
-are inlined so their sums are rewritten too; loop and branch bodies (scan, while, cond) and
-`shard_map` bodies are left as they are. Measured in docs/benchmarks.md ("Sums as matrix
+are inlined and `lax.scan` bodies rewritten in place (a truncated-BPTT language model's or PPO's
+whole update is a scan body); while-loop, cond and `shard_map` bodies are left as they are. Measured in docs/benchmarks.md ("Sums as matrix
 products").
 
 The engine applies it to the train step of the `jit` and `sharded` modes on CPU devices
@@ -48,8 +48,10 @@ def _leading_sum(eqn) -> int:
     aval = eqn.invars[0].aval
     axes = tuple(sorted(eqn.params["axes"]))
     n = len(axes)
+    # (Weakly typed sums are left: a rewritten one would come back strongly typed, and a loop's
+    # carry must keep its type.)
     if (not n or n == len(aval.shape) or axes != tuple(range(n)) or not jnp.issubdtype(aval.dtype, jnp.floating)
-            or math.prod(aval.shape[:n]) < MIN_ROWS):
+            or aval.weak_type or math.prod(aval.shape[:n]) < MIN_ROWS):
         return 0
     return n
 
@@ -160,12 +162,21 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
                 inner = eqn.params["jaxpr"]
                 outvals = _evaluate(inner.jaxpr, inner.consts, invals)
             else:
+                params = eqn.params
+                if eqn.primitive is primitives.scan_p:  # a scan's body is rewritten too (one trace)
+                    params = {**params, "jaxpr": _rewritten(params["jaxpr"])}
                 with eqn.ctx.manager:
-                    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+                    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
                 outvals = out if eqn.primitive.multiple_results else [out]
         for v, val in zip(eqn.outvars, outvals):
             env[v] = val
     return [read(v) for v in jaxpr.outvars]
+
+
+def _rewritten(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+    """A closed jaxpr (a loop body) with its sums rewritten, taking and giving the same types."""
+    avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in closed.jaxpr.invars]
+    return jax.make_jaxpr(lambda *args: _evaluate(closed.jaxpr, closed.consts, args))(*avals)
 
 
 def sums_as_matmuls(fn):
