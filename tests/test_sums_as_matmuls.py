@@ -111,8 +111,14 @@ def test_a_bias_sum_read_before_its_matmul_is_paired_at_the_matmul_or_left_alone
 
 
 def test_bfloat16_sums_accumulate_in_float32():
+    # A bias gradient in bfloat16 is a bfloat16 reduce_sum (jnp.sum would convert to float32 first).
+    bias_grad = jax.linear_transpose(lambda b: jnp.broadcast_to(b, (4 * MIN_ROWS, 2)), jnp.zeros(2, jnp.bfloat16))
     x = jnp.full((4 * MIN_ROWS, 2), 1.0, jnp.bfloat16)
-    total = jax.jit(sums_as_matmuls(lambda x: x.sum(0)))(x)
+    rewritten = sums_as_matmuls(lambda x: bias_grad(x)[0])
+    assert _leading_sums(rewritten, x) == 0
+    (dot,) = [e for e in jax.make_jaxpr(rewritten)(x).jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert dot.params["preferred_element_type"] == jnp.float32
+    total = jax.jit(rewritten)(x)
     assert total.dtype == jnp.bfloat16 and float(total[0]) == 4 * MIN_ROWS  # 2048 is exact in bfloat16
 
 

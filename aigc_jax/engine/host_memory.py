@@ -29,7 +29,8 @@ when `engine/compile.py` is imported (it needs JAX, which `import aigc_jax` does
 
 import ctypes
 import ctypes.util
-import os
+
+from aigc_jax.engine.xla_flags import backends_started, switched_off
 
 OPT_OUT_ENV = "AIGC_JAX_MALLOC_TUNING"
 THRESHOLD = 1 << 30  # bytes
@@ -53,15 +54,13 @@ def keep_large_buffers() -> bool:
 
 
 def _opted_out() -> bool:
-    return os.environ.get(OPT_OUT_ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return switched_off(OPT_OUT_ENV)
 
 
 def run_cpu_steps_inline() -> bool:
     """Run single-device CPU computations on the calling thread (no asynchronous dispatch), before
     JAX starts its CPU backend (later, the backend keeps what it started with); True when set."""
     import jax
-
-    from aigc_jax.engine.xla_flags import backends_started
 
     if _opted_out() or not _state["applied"] or backends_started():
         return False

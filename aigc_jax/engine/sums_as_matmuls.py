@@ -17,8 +17,8 @@ traced except floating-point `reduce_sum`s over leading axes:
 The function computes the same numbers (summed in another order: equal to float32 rounding), and
 autodiff, sharding and donation see an ordinary JAX function. Calls of nested `jax.jit` functions
 are inlined and `lax.scan` bodies rewritten in place (a truncated-BPTT language model's or PPO's
-whole update is a scan body); while-loop, cond and `shard_map` bodies are left as they are. Measured in docs/benchmarks.md ("Sums as matrix
-products").
+whole update is a scan body); while-loop, cond and `shard_map` bodies are left as they are.
+Measured in docs/benchmarks.md ("Sums as matrix products").
 
 The engine applies it to the train step of the `jit` and `sharded` modes on CPU devices
 (`engine/compile.py`); `AIGC_JAX_SUMS_AS_MATMULS=0` turns it off. On GPU and TPU, XLA's own
@@ -27,13 +27,14 @@ reductions are kept.
 
 import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.extend import core
 from jax.extend.core import primitives
+
+from aigc_jax.engine.xla_flags import switched_off
 
 OPT_OUT_ENV = "AIGC_JAX_SUMS_AS_MATMULS"
 # Sums over fewer rows are left to XLA: rewritten, the batch-64 sums of mlp_gan's and vae's steps
@@ -73,9 +74,10 @@ def _partner(eqn, summed, n: int):
 
 
 def _pairs(eqns) -> dict:
-    """{index: (sum index, dot index)} where each sum paired with a dot is computed, and {index:
-    None} at the other of the two. Both are computed at the earlier one when the dot's other operand
-    exists by then, else at the later one if nothing between them reads the earlier result."""
+    """{index: (sum eqn, dot eqn, the dot's other operand, whether the summed array is its lhs)}
+    where each sum paired with a dot is computed, and {index: None} at the other of the two. Both
+    are computed at the earlier one when the dot's other operand exists by then, else at the later
+    one if nothing between them reads the earlier result."""
     users: dict = {}
     made_at: dict = {}
     for i, eqn in enumerate(eqns):
@@ -100,15 +102,14 @@ def _pairs(eqns) -> dict:
                 at, skip = last, first
             else:
                 continue
-            pairs[at], pairs[skip] = (i, j), None
+            pairs[at], pairs[skip] = (eqn, eqns[j], *partner), None
             break
     return pairs
 
 
 def _sum_with_dot(sum_eqn, dot_eqn, summed, other, summed_is_lhs: bool):
     """The kernel gradient (`dot_eqn`'s result) and the bias gradient (`sum_eqn`'s) from one product."""
-    n = _leading_sum(sum_eqn)
-    rows = math.prod(summed.shape[:n])
+    rows = math.prod(summed.shape[:_leading_sum(sum_eqn)])
     g = summed.reshape(rows, -1)
     x = other.reshape(rows, -1)
     x1 = jnp.concatenate([x, jnp.ones((rows, 1), x.dtype)], axis=1)
@@ -150,14 +151,13 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
         # The traced op names ("transpose(jvp(GPT))/block_1/mlp/up"), for profiles.
         with jax.named_scope(str(eqn.source_info.name_stack) or "_"):
             if index in pairs:
-                sum_eqn, dot_eqn = (jaxpr.eqns[k] for k in pairs[index])
-                other, summed_is_lhs = _partner(dot_eqn, sum_eqn.invars[0], _leading_sum(sum_eqn))
+                sum_eqn, dot_eqn, other, summed_is_lhs = pairs[index]
                 product, total = _sum_with_dot(sum_eqn, dot_eqn, read(sum_eqn.invars[0]), read(other), summed_is_lhs)
                 env[dot_eqn.outvars[0]], env[sum_eqn.outvars[0]] = product, total
                 continue
             invals = [read(v) for v in eqn.invars]
-            if _leading_sum(eqn):
-                outvals = [_sum_alone(invals[0], _leading_sum(eqn))]
+            if n := _leading_sum(eqn):
+                outvals = [_sum_alone(invals[0], n)]
             elif eqn.primitive is primitives.jit_p:
                 inner = eqn.params["jaxpr"]
                 outvals = _evaluate(inner.jaxpr, inner.consts, invals)
@@ -193,5 +193,4 @@ def sums_as_matmuls(fn):
 
 def sums_as_matmuls_on(devices) -> bool:
     """Whether the engine rewrites a train step compiled for `devices`: on CPU, unless opted out."""
-    opted_out = os.environ.get(OPT_OUT_ENV, "").strip().lower() in ("0", "false", "no", "off")
-    return not opted_out and all(d.platform == "cpu" for d in devices)
+    return not switched_off(OPT_OUT_ENV) and all(d.platform == "cpu" for d in devices)

@@ -61,8 +61,14 @@ def parse(xla_flags: str) -> dict[str, str | None]:
     return out
 
 
+def switched_off(variable: str, environ=os.environ) -> bool:
+    """Whether the environment variable turning one of the engine's defaults off is set to do so
+    (0, false, no or off); this module's, engine/host_memory.py's and engine/sums_as_matmuls.py's."""
+    return environ.get(variable, "").strip().lower() in _OFF
+
+
 def defaults_enabled(environ=os.environ) -> bool:
-    return environ.get(OPT_OUT_ENV, "1").strip().lower() not in _OFF
+    return not switched_off(OPT_OUT_ENV, environ)
 
 
 def default_xla_flags(environ=os.environ) -> list[str]:
