@@ -1,5 +1,5 @@
 """Datasets larger than memory: `synthetic_images`, train splits read from disk batch by batch
-(`data/records.py`) and read ahead by Grain (`engine/input_pipeline.py`), colour images."""
+(`data/records.py`) and read ahead (`engine/input_pipeline.py`), colour images, text on disk."""
 
 import numpy as np
 import pytest
@@ -165,3 +165,74 @@ def test_text_windows_read_from_disk_are_the_windows_in_memory():
                                  RecordSplit(held_out, text.stack_windows, "pydoc_text")))]
     assert [runs[0].step() for _ in range(3)] == [runs[1].step() for _ in range(3)]
     assert runs[0].evaluate() == runs[1].evaluate()  # the held-out windows read from disk score the same
+
+
+class _CountingSource:
+    """A data source that counts the records read through it."""
+
+    def __init__(self, source):
+        self.source, self.read = source, 0
+        self.dataset_info, self.split = source.dataset_info, source.split
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitems__(self, indices):
+        self.read += len(indices)
+        return self.source.__getitems__(indices)
+
+
+def test_a_text_splits_record_index_is_read_once_and_kept_beside_the_data(tmp_path, monkeypatch):
+    """A corpus on disk is not read whole again at every start: its record index is cached under
+    its files' fingerprint, read again when a file changes or the cache is damaged, and a cache
+    that cannot be written costs only the read."""
+    import os
+
+    from aigc_jax.data import text
+    from aigc_jax.data.dirs import tfds_data_dir
+
+    raw = text._text_sources("pydoc_text", tfds_data_dir())["train"]
+    expected = text.TextWindows.of(raw, 32)
+    cache = str(tmp_path / "text_index")
+
+    first = _CountingSource(raw)
+    windows = text.TextWindows.of(first, 32, cache)
+    assert first.read == len(raw)
+    np.testing.assert_array_equal(windows.starts, expected.starts)
+    np.testing.assert_array_equal(windows.seen, expected.seen)
+    (index_file,) = os.listdir(cache)
+
+    again = _CountingSource(raw)
+    reused = text.TextWindows.of(again, 64, cache)  # another seq_len: the same index
+    assert again.read == 0 and len(reused) == (expected.stream_length - 1) // 64
+    np.testing.assert_array_equal(reused.starts, expected.starts)
+
+    with open(os.path.join(cache, index_file), "wb") as f:
+        f.write(b"torn")
+    damaged = _CountingSource(raw)
+    np.testing.assert_array_equal(text.TextWindows.of(damaged, 32, cache).starts, expected.starts)
+    assert damaged.read == len(raw) and os.listdir(cache) == [index_file]
+
+    shard = sorted(raw.dataset_info.splits["train"].filepaths)[0]
+    stat = os.stat(shard)
+    try:
+        os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # the data changed
+        changed = _CountingSource(raw)
+        text.TextWindows.of(changed, 32, cache)
+        assert changed.read == len(raw)
+    finally:
+        os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    blocked = tmp_path / "not_a_dir"
+    blocked.write_text("")
+    unwritable = _CountingSource(raw)
+    np.testing.assert_array_equal(text.TextWindows.of(unwritable, 32, str(blocked)).starts, expected.starts)
+    assert unwritable.read == len(raw)
+
+    # A catalog corpus larger than in_memory_mb keeps its index in <data dir>/text_index.
+    monkeypatch.delitem(text.EMBEDDED_BUILDERS, "pydoc_text")  # read it as a catalog set is read
+    on_disk = text.load_text_splits("pydoc_text", tfds_data_dir(), 32, in_memory_mb=0)
+    assert isinstance(on_disk.train, RecordSplit) and isinstance(on_disk.test, RecordSplit)
+    assert len(on_disk.train) == len(expected)
+    cached = os.listdir(os.path.join(tfds_data_dir(), text.INDEX_DIR))
+    assert {"train", "test"} <= {name.split("-")[-2] for name in cached if name.startswith("pydoc_text")}

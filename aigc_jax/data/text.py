@@ -10,8 +10,12 @@ sampler shuffles the train windows, and evaluation scores every window of `confi
 held-out bits per byte are taken over the same bytes by every family that uses the same `seq_len`.
 """
 
+import contextlib
 import dataclasses
 import functools
+import os
+import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -28,6 +32,7 @@ EMBEDDED_BUILDERS = {"pydoc_text": pydoc_text.PydocText, "python_stdlib": python
 VOCAB_SIZE = 256  # bytes
 SEPARATOR = b"\n\n"
 EVAL_SPLITS = ("validation", "test")
+INDEX_DIR = "text_index"  # under the TFDS data dir: each on-disk split's record index
 
 
 @functools.lru_cache(maxsize=2)
@@ -68,13 +73,78 @@ def _record_bytes(record: dict) -> bytes:
     return text if isinstance(text, bytes) else str(text).encode()
 
 
+INDEX_VERSION = 1  # of the cached record index's layout
+
+
+def _index_fingerprint(source) -> list[str] | None:
+    """What a split's record index depends on: its files' names, sizes and modification times (None
+    when the source does not list its files: then nothing is cached)."""
+    try:
+        info = source.dataset_info
+        paths = sorted(info.splits[source.split].filepaths)
+        return [f"{info.full_name}:{source.split}:v{INDEX_VERSION}"] + [
+            f"{os.path.basename(p)}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths]
+    except Exception:  # another kind of source, or a split slice
+        return None
+
+
+def _index_path(cache_dir: str, fingerprint: list[str]) -> str:
+    name = fingerprint[0].replace("/", "_").replace(":", "-")
+    return os.path.join(cache_dir, f"{name}.npz")
+
+
+def _read_index(source, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, seen) from one pass over the records, keeping only their lengths and byte counts."""
+    lengths, counts = [], np.zeros(VOCAB_SIZE, np.int64)
+    for begin in range(0, len(source), chunk):
+        for record in source.__getitems__(list(range(begin, min(begin + chunk, len(source))))):
+            data = _record_bytes(record)
+            lengths.append(len(data))
+            counts += np.bincount(np.frombuffer(data, np.uint8), minlength=VOCAB_SIZE)
+    starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, np.int64) + len(SEPARATOR))])
+    return starts, np.flatnonzero(counts)
+
+
+def record_index(source, cache_dir: str | None = None, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, seen) of a split's records, read once and kept in `cache_dir` (beside the prepared
+    data) under its files' fingerprint, so a multi-GB corpus is not read whole again at every start;
+    a changed file makes it read again. A cache that cannot be read or written is skipped."""
+    fingerprint = _index_fingerprint(source) if cache_dir else None
+    if fingerprint is None:
+        return _read_index(source, chunk)
+    path = _index_path(cache_dir, fingerprint)
+    try:
+        with np.load(path) as saved:
+            if saved["fingerprint"].tolist() == fingerprint and len(saved["starts"]) == len(source) + 1:
+                return saved["starts"], saved["seen"]
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # not there yet, or damaged: read again
+        pass
+    starts, seen = _read_index(source, chunk)
+    with contextlib.suppress(OSError):  # a read-only data dir: the next start reads the records again
+        _write_index(path, fingerprint, starts, seen)
+    return starts, seen
+
+
+def _write_index(path: str, fingerprint: list[str], starts: np.ndarray, seen: np.ndarray) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, fingerprint=np.asarray(fingerprint), starts=starts, seen=seen)
+        os.replace(tmp, path)  # atomic: a reader sees no index or the whole of it
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 @dataclasses.dataclass(frozen=True)
 class TextWindows:
     """The windows of a split's byte stream, read from its records on disk: window i is
     stream[i * seq_len : i * seq_len + seq_len + 1], the same as `windows` gives in memory, where
     the stream is the records joined by SEPARATOR. `starts` (each record's offset in the stream)
-    comes from one pass over the records that keeps only their lengths, so memory holds
-    8 bytes per record, never the corpus. A source for `RecordSplit`."""
+    comes from one pass over the records that keeps only their lengths (`record_index`, cached
+    beside the data), so memory holds 8 bytes per record, never the corpus. A source for
+    `RecordSplit`."""
 
     source: Any  # a tfds.data_source split of records with a "text" feature
     seq_len: int
@@ -82,15 +152,8 @@ class TextWindows:
     seen: np.ndarray  # the byte values that occur in the split (for the prompt check)
 
     @classmethod
-    def of(cls, source, seq_len: int, chunk: int = 1024) -> "TextWindows":
-        lengths, counts = [], np.zeros(VOCAB_SIZE, np.int64)
-        for begin in range(0, len(source), chunk):
-            for record in source.__getitems__(list(range(begin, min(begin + chunk, len(source))))):
-                data = _record_bytes(record)
-                lengths.append(len(data))
-                counts += np.bincount(np.frombuffer(data, np.uint8), minlength=VOCAB_SIZE)
-        starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, np.int64) + len(SEPARATOR))])
-        out = cls(source, seq_len, starts, np.flatnonzero(counts))
+    def of(cls, source, seq_len: int, cache_dir: str | None = None) -> "TextWindows":
+        out = cls(source, seq_len, *record_index(source, cache_dir))
         if len(out) < 1:
             raise UserError(f"config.seq_len={seq_len} is longer than the text ({out.stream_length} bytes); "
                             f"expected seq_len < {out.stream_length}")
@@ -134,8 +197,9 @@ def load_text_splits(dataset: str, data_dir: str, seq_len: int, eval_split: str 
     sources = None if dataset in EMBEDDED_BUILDERS else _text_sources(dataset, data_dir)
     if sources is not None and stays_on_disk(sources["train"], in_memory_mb):
         _check_eval_split(dataset, eval_split, [s for s in EVAL_SPLITS if s in sources])
-        train = RecordSplit(TextWindows.of(sources["train"], seq_len), stack_windows, dataset)
-        evaluated = TextWindows.of(sources[eval_split], seq_len)
+        index_dir = os.path.join(data_dir, INDEX_DIR)
+        train = RecordSplit(TextWindows.of(sources["train"], seq_len, index_dir), stack_windows, dataset)
+        evaluated = TextWindows.of(sources[eval_split], seq_len, index_dir)
         if stays_on_disk(sources[eval_split], in_memory_mb):  # evaluation reads it batch by batch too
             return Splits(train=train, test=RecordSplit(evaluated, stack_windows, dataset))
         return Splits(train=train, test=stack_windows(evaluated.__getitems__(np.arange(len(evaluated)))))
