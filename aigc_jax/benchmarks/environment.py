@@ -8,7 +8,7 @@ from importlib import metadata
 import jax
 
 from aigc_jax.engine.host_memory import malloc_tuning_in_effect
-from aigc_jax.engine.sums_as_matmuls import sums_as_matmuls_on
+from aigc_jax.engine.cpu_rewrites import cpu_rewrites_on
 from aigc_jax.engine.xla_flags import xla_flags_in_effect
 
 
@@ -44,6 +44,6 @@ def jax_environment() -> dict:
         "xla_flags": xla_flags_env(),
         "engine_xla_flags": xla_flags_in_effect(),  # which flags the engine's defaults added
         "malloc_tuning": malloc_tuning_in_effect(),  # engine/host_memory.py
-        "sums_as_matmuls": sums_as_matmuls_on(devices),  # engine/sums_as_matmuls.py (jit and sharded steps)
+        "cpu_rewrites": cpu_rewrites_on(devices),  # engine/cpu_rewrites.py (jit and sharded steps)
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
     }

@@ -11,7 +11,8 @@
 
 Every mode donates the old state and draws one PRNG key per example for the *global* batch before
 splitting it, so the four modes compute the same numbers. On CPU devices the `jit` and `sharded`
-train steps compute their large sums over leading axes as matrix products (`sums_as_matmuls.py`).
+train steps are rewritten into operations XLA:CPU compiles well (`cpu_rewrites.py`: large sums
+over leading axes as matrix products, argmax as two reductions).
 """
 
 import dataclasses
@@ -27,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 from aigc_jax.engine import parallel
 from aigc_jax.engine.guard import guarded
 from aigc_jax.engine.host_memory import run_cpu_steps_inline
-from aigc_jax.engine.sums_as_matmuls import sums_as_matmuls, sums_as_matmuls_on
+from aigc_jax.engine.cpu_rewrites import cpu_rewrites_on, rewritten_for_cpu
 from aigc_jax.engine.config import PARALLEL_MODES
 from aigc_jax.errors import UserError
 
@@ -115,7 +116,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
 
     if mode in ("jit", "sharded"):
         state_sharding = replicated
-        step = sums_as_matmuls(plain_step) if sums_as_matmuls_on(devices) else plain_step
+        step = rewritten_for_cpu(plain_step) if cpu_rewrites_on(devices) else plain_step
         train_step = jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
         return CompiledTask(
             mode, devices, mesh, train_step, eval_step, sample,

@@ -63,7 +63,7 @@ def parse(xla_flags: str) -> dict[str, str | None]:
 
 def switched_off(variable: str, environ=os.environ) -> bool:
     """Whether the environment variable turning one of the engine's defaults off is set to do so
-    (0, false, no or off); this module's, engine/host_memory.py's and engine/sums_as_matmuls.py's."""
+    (0, false, no or off); this module's, engine/host_memory.py's and engine/cpu_rewrites.py's."""
     return environ.get(variable, "").strip().lower() in _OFF
 
 

@@ -1,5 +1,5 @@
-"""engine/sums_as_matmuls.py: the rewritten function computes the same values, and the sums it is
-meant to rewrite are no longer `reduce_sum`s."""
+"""engine/cpu_rewrites.py: the rewritten function computes the same values, the sums it is meant
+to rewrite are no longer `reduce_sum`s, and its large argmaxes are no longer argmaxes."""
 
 import flax.linen as nn
 import jax
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.engine.sums_as_matmuls import MIN_ROWS, OPT_OUT_ENV, sums_as_matmuls, sums_as_matmuls_on
+from aigc_jax.engine.cpu_rewrites import MIN_ARGMAX, MIN_ROWS, OPT_OUT_ENV, cpu_rewrites_on, rewritten_for_cpu
 
 
 def _primitives(fn, *args) -> list[str]:
@@ -48,7 +48,7 @@ def block_grad():
 def test_layer_gradients_equal_with_every_bias_sum_inside_a_matmul(block_grad):
     grad, params, x = block_grad
     assert _leading_sums(grad, params, x) == 4  # two biases, LayerNorm's scale and shift
-    rewritten = sums_as_matmuls(grad)
+    rewritten = rewritten_for_cpu(grad)
     assert _leading_sums(rewritten, params, x) == 0
     # Each bias gradient joins its kernel gradient's product: no dot_general is added for them.
     assert _primitives(rewritten, params, x).count("dot_general") == _primitives(grad, params, x).count("dot_general") + 2
@@ -60,7 +60,7 @@ def test_a_sum_with_no_matmul_beside_it_becomes_one_and_small_sums_stay():
         return jnp.tanh(x).sum((0, 1)), (x * 2).sum(-1), y.sum(0)  # leading (rewritten), trailing, few rows
 
     x, y = jax.random.normal(jax.random.key(0), (16, 64, 8)), jnp.ones((MIN_ROWS - 1, 3))
-    rewritten = sums_as_matmuls(f)
+    rewritten = rewritten_for_cpu(f)
     assert _primitives(rewritten, x, y).count("reduce_sum") == 2
     _close(jax.jit(f)(x, y), jax.jit(rewritten)(x, y))
 
@@ -80,7 +80,7 @@ def test_sums_in_nested_jit_and_scan_bodies_are_rewritten_and_while_bodies_left(
         return inner(x), carry, sums, looped
 
     x = jax.random.normal(jax.random.key(0), (MIN_ROWS, 4))
-    rewritten = sums_as_matmuls(f)
+    rewritten = rewritten_for_cpu(f)
     assert "jit" not in _primitives(rewritten, x) and "while" in _primitives(rewritten, x)
     assert _leading_sums(rewritten, x) == 0
     body = _scan_body(rewritten, x)
@@ -104,7 +104,7 @@ def test_a_bias_sum_read_before_its_matmul_is_paired_at_the_matmul_or_left_alone
 
     g, x, w = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate([(MIN_ROWS, 8), (MIN_ROWS, 6), (6, 5)]))
     for fn, added_dots in ((paired, 0), (read_between, 1)):
-        rewritten = sums_as_matmuls(fn)
+        rewritten = rewritten_for_cpu(fn)
         assert _leading_sums(rewritten, g, x, w) == 0
         assert _primitives(rewritten, g, x, w).count("dot_general") == _primitives(fn, g, x, w).count("dot_general") + added_dots
         _close(jax.jit(fn)(g, x, w), jax.jit(rewritten)(g, x, w))
@@ -114,7 +114,7 @@ def test_bfloat16_sums_accumulate_in_float32():
     # A bias gradient in bfloat16 is a bfloat16 reduce_sum (jnp.sum would convert to float32 first).
     bias_grad = jax.linear_transpose(lambda b: jnp.broadcast_to(b, (4 * MIN_ROWS, 2)), jnp.zeros(2, jnp.bfloat16))
     x = jnp.full((4 * MIN_ROWS, 2), 1.0, jnp.bfloat16)
-    rewritten = sums_as_matmuls(lambda x: bias_grad(x)[0])
+    rewritten = rewritten_for_cpu(lambda x: bias_grad(x)[0])
     assert _leading_sums(rewritten, x) == 0
     (dot,) = [e for e in jax.make_jaxpr(rewritten)(x).jaxpr.eqns if e.primitive.name == "dot_general"]
     assert dot.params["preferred_element_type"] == jnp.float32
@@ -123,6 +123,23 @@ def test_bfloat16_sums_accumulate_in_float32():
 
 
 def test_on_for_cpu_steps_unless_opted_out(monkeypatch):
-    assert sums_as_matmuls_on(jax.devices("cpu"))
+    assert cpu_rewrites_on(jax.devices("cpu"))
     monkeypatch.setenv(OPT_OUT_ENV, "0")
-    assert not sums_as_matmuls_on(jax.devices("cpu"))
+    assert not cpu_rewrites_on(jax.devices("cpu"))
+
+
+def test_argmax_is_two_reductions_with_argmaxs_ties_and_nans():
+    """The first index of the maximum, NaN counted largest: what argmax gives, ties and NaNs included."""
+    x = jax.random.normal(jax.random.key(0), (6, MIN_ARGMAX, MIN_ARGMAX))
+    x = x.at[0, :, 5].set(9.0).at[0, :, 9].set(9.0).at[5, 3, :].set(9.0).at[5, 8, :].set(9.0)  # ties: the first wins
+    x = x.at[1, 2, 7].set(jnp.nan).at[1, 2, 3].set(jnp.nan).at[2, 1, 0].set(jnp.inf).at[3, 3].set(-jnp.inf)
+    x = x.at[4, 0, 11].set(jnp.nan).at[4, 0, 2].set(jnp.inf)
+    for axis in (-1, 1):
+        fn = lambda x: jnp.argmax(x, axis=axis)  # noqa: E731
+        rewritten = rewritten_for_cpu(fn)
+        assert "argmax" not in _primitives(rewritten, x)
+        np.testing.assert_array_equal(jax.jit(rewritten)(x), jax.jit(fn)(x))
+    small = x[..., :MIN_ARGMAX - 1]
+    assert "argmax" in _primitives(rewritten_for_cpu(lambda x: x.argmax(-1)), small)  # a classifier's: left
+    ints = jnp.arange(MIN_ARGMAX * 2).reshape(2, MIN_ARGMAX) % 7
+    assert "argmax" in _primitives(rewritten_for_cpu(lambda x: x.argmax(-1)), ints)

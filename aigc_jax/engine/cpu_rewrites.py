@@ -1,27 +1,34 @@
-"""Sums over many rows computed as matrix products, for the CPU backend.
+"""A CPU train step rewritten, from its jaxpr, into operations XLA:CPU compiles well.
 
-XLA:CPU compiles a sum over the leading axes of an array (the gradient of every bias, of every
-LayerNorm scale and shift, BatchNorm's statistics over batch and pixels) as a two-stage
-reduce-window whose inner loop walks the array with a stride of one row: a bias gradient of
-[16, 128, 1024] took 6.5 ms inside GPT's step, where the same sum written as a product with a
-vector of ones runs in YNNPACK's vectorised kernels in about the time it takes to read the array.
+`rewritten_for_cpu(fn)` traces `fn` to a jaxpr and evaluates it again, binding every primitive
+as traced except two kinds that XLA:CPU compiles into slow loops:
 
-`sums_as_matmuls(fn)` traces `fn` to a jaxpr and evaluates it again, binding every primitive as
-traced except floating-point `reduce_sum`s over leading axes:
-- a sum whose operand a `dot_general` also contracts over the same leading axes (a layer's bias
-  gradient beside its kernel gradient) is computed inside that product, as one more column of
-  ones beside the other operand: `[x, 1]^T @ g` gives the kernel and the bias gradient at once,
-  as cuBLASLt's bias-gradient epilogue does. Summed alone, XLA then transposes `g` for the kernel
+**Sums over many rows, as matrix products.** XLA:CPU compiles a sum over the leading axes of an
+array (the gradient of every bias, of every LayerNorm scale and shift, BatchNorm's statistics over
+batch and pixels) as a two-stage reduce-window whose inner loop walks the array with a stride of
+one row: a bias gradient of [16, 128, 1024] took 6.5 ms inside GPT's step, where the same sum
+written as a product with a vector of ones runs in YNNPACK's vectorised kernels in about the time
+it takes to read the array. Floating-point `reduce_sum`s over leading axes become:
+- when a `dot_general` also contracts the summed array over the same leading axes (a layer's bias
+  gradient beside its kernel gradient), part of that product, as one more column of ones beside
+  the other operand: `[x, 1]^T @ g` gives the kernel and the bias gradient at once, as
+  cuBLASLt's bias-gradient epilogue does. Summed alone, XLA then transposes `g` for the kernel
   gradient instead of `x` (GPT's step: 350 -> 430 ms);
-- any other such sum becomes `ones @ g`.
-The function computes the same numbers (summed in another order: equal to float32 rounding), and
+- any other such sum, `ones @ g`.
+
+**Argmax as two plain reductions.** XLA:CPU compiles `argmax` as one reduction over (value,
+index) pairs, about three times slower than a max followed by the smallest index holding it
+(transformer's teacher-forced accuracy over 1000 words: 2.3 -> 0.7 ms). The first index of the
+maximum, NaN counted as the largest (argmax's convention), so the result is the same.
+
+The function computes the same numbers (sums in another order: equal to float32 rounding), and
 autodiff, sharding and donation see an ordinary JAX function. Calls of nested `jax.jit` functions
 are inlined and `lax.scan` bodies rewritten in place (a truncated-BPTT language model's or PPO's
 whole update is a scan body); while-loop, cond and `shard_map` bodies are left as they are.
-Measured in docs/benchmarks.md ("Sums as matrix products").
+Measured in docs/benchmarks.md ("Sums as matrix products", "Argmax as two reductions").
 
 The engine applies it to the train step of the `jit` and `sharded` modes on CPU devices
-(`engine/compile.py`); `AIGC_JAX_SUMS_AS_MATMULS=0` turns it off. On GPU and TPU, XLA's own
+(`engine/compile.py`); `AIGC_JAX_CPU_REWRITES=0` turns it off. On GPU and TPU, XLA's own
 reductions are kept.
 """
 
@@ -36,10 +43,12 @@ from jax.extend.core import primitives
 
 from aigc_jax.engine.xla_flags import switched_off
 
-OPT_OUT_ENV = "AIGC_JAX_SUMS_AS_MATMULS"
+OPT_OUT_ENV = "AIGC_JAX_CPU_REWRITES"
 # Sums over fewer rows are left to XLA: rewritten, the batch-64 sums of mlp_gan's and vae's steps
 # made them 10-30% slower, and at a few hundred rows the reduce loop is as fast.
 MIN_ROWS = 512
+# Argmaxes over fewer values (a 10-way classifier's) are left: the pair reduction is cheap there.
+MIN_ARGMAX = 128
 
 
 def _leading_sum(eqn) -> int:
@@ -125,6 +134,22 @@ def _sum_with_dot(sum_eqn, dot_eqn, summed, other, summed_is_lhs: bool):
             total.astype(summed.dtype).reshape(sum_eqn.outvars[0].aval.shape))
 
 
+def _is_large_argmax(eqn) -> bool:
+    if eqn.primitive is not primitives.argmax_p:
+        return False
+    aval = eqn.invars[0].aval
+    (axis,) = eqn.params["axes"]
+    return jnp.issubdtype(aval.dtype, jnp.floating) and aval.shape[axis] >= MIN_ARGMAX
+
+
+def _first_max_index(x, axis: int, index_dtype):
+    """argmax along `axis` as a max and a min: the first index of the largest value, NaN largest."""
+    top = jnp.max(x, axis=axis, keepdims=True)  # NaN if any is NaN
+    hit = (x == top) | jnp.isnan(x)
+    index = lax.broadcasted_iota(index_dtype, x.shape, axis)
+    return jnp.min(jnp.where(hit, index, x.shape[axis]), axis=axis).astype(index_dtype)
+
+
 def _sum_alone(summed, n: int):
     rows = math.prod(summed.shape[:n])
     # Accumulate in float32 whatever the input dtype, as XLA's reduce does for bfloat16.
@@ -158,6 +183,8 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
             invals = [read(v) for v in eqn.invars]
             if n := _leading_sum(eqn):
                 outvals = [_sum_alone(invals[0], n)]
+            elif _is_large_argmax(eqn):
+                outvals = [_first_max_index(invals[0], eqn.params["axes"][0], eqn.params["index_dtype"])]
             elif eqn.primitive is primitives.jit_p:
                 inner = eqn.params["jaxpr"]
                 outvals = _evaluate(inner.jaxpr, inner.consts, invals)
@@ -174,13 +201,14 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
 
 
 def _rewritten(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
-    """A closed jaxpr (a loop body) with its sums rewritten, taking and giving the same types."""
+    """A closed jaxpr (a loop body) rewritten, taking and giving the same types."""
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in closed.jaxpr.invars]
     return jax.make_jaxpr(lambda *args: _evaluate(closed.jaxpr, closed.consts, args))(*avals)
 
 
-def sums_as_matmuls(fn):
-    """`fn` with its float sums over leading axes computed as matrix products (module docstring)."""
+def rewritten_for_cpu(fn):
+    """`fn` with its large leading-axis sums as matrix products and its argmaxes as two reductions
+    (module docstring)."""
 
     @functools.wraps(fn)
     def wrapped(*args):
@@ -191,6 +219,6 @@ def sums_as_matmuls(fn):
     return wrapped
 
 
-def sums_as_matmuls_on(devices) -> bool:
+def cpu_rewrites_on(devices) -> bool:
     """Whether the engine rewrites a train step compiled for `devices`: on CPU, unless opted out."""
     return not switched_off(OPT_OUT_ENV) and all(d.platform == "cpu" for d in devices)
