@@ -10,12 +10,9 @@ sampler shuffles the train windows, and evaluation scores every window of `confi
 held-out bits per byte are taken over the same bytes by every family that uses the same `seq_len`.
 """
 
-import contextlib
 import dataclasses
 import functools
 import os
-import tempfile
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -24,6 +21,7 @@ from aigc_jax.data import pydoc_text, python_stdlib
 from aigc_jax.data.dirs import tfds_data_dir
 from aigc_jax.data.embedded import catalog_sources, prepare, read_all
 from aigc_jax.data.records import RecordSplit, stays_on_disk
+from aigc_jax.data.split_cache import cached_arrays
 from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
@@ -73,28 +71,11 @@ def _record_bytes(record: dict) -> bytes:
     return text if isinstance(text, bytes) else str(text).encode()
 
 
-INDEX_VERSION = 1  # of the cached record index's layout
+INDEX_NAME = "record_index_v1"  # the cached index's name and layout version (data/split_cache.py)
 
 
-def _index_fingerprint(source) -> list[str] | None:
-    """What a split's record index depends on: its files' names, sizes and modification times (None
-    when the source does not list its files: then nothing is cached)."""
-    try:
-        info = source.dataset_info
-        paths = sorted(info.splits[source.split].filepaths)
-        return [f"{info.full_name}:{source.split}:v{INDEX_VERSION}"] + [
-            f"{os.path.basename(p)}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths]
-    except Exception:  # another kind of source, or a split slice
-        return None
-
-
-def _index_path(cache_dir: str, fingerprint: list[str]) -> str:
-    name = fingerprint[0].replace("/", "_").replace(":", "-")
-    return os.path.join(cache_dir, f"{name}.npz")
-
-
-def _read_index(source, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, seen) from one pass over the records, keeping only their lengths and byte counts."""
+def _read_index(source, chunk: int) -> dict[str, np.ndarray]:
+    """starts and seen from one pass over the records, keeping only their lengths and byte counts."""
     lengths, counts = [], np.zeros(VOCAB_SIZE, np.int64)
     for begin in range(0, len(source), chunk):
         for record in source.__getitems__(list(range(begin, min(begin + chunk, len(source))))):
@@ -102,39 +83,14 @@ def _read_index(source, chunk: int) -> tuple[np.ndarray, np.ndarray]:
             lengths.append(len(data))
             counts += np.bincount(np.frombuffer(data, np.uint8), minlength=VOCAB_SIZE)
     starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, np.int64) + len(SEPARATOR))])
-    return starts, np.flatnonzero(counts)
+    return {"starts": starts, "seen": np.flatnonzero(counts)}
 
 
 def record_index(source, cache_dir: str | None = None, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, seen) of a split's records, read once and kept in `cache_dir` (beside the prepared
-    data) under its files' fingerprint, so a multi-GB corpus is not read whole again at every start;
-    a changed file makes it read again. A cache that cannot be read or written is skipped."""
-    fingerprint = _index_fingerprint(source) if cache_dir else None
-    if fingerprint is None:
-        return _read_index(source, chunk)
-    path = _index_path(cache_dir, fingerprint)
-    try:
-        with np.load(path) as saved:
-            if saved["fingerprint"].tolist() == fingerprint and len(saved["starts"]) == len(source) + 1:
-                return saved["starts"], saved["seen"]
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # not there yet, or damaged: read again
-        pass
-    starts, seen = _read_index(source, chunk)
-    with contextlib.suppress(OSError):  # a read-only data dir: the next start reads the records again
-        _write_index(path, fingerprint, starts, seen)
-    return starts, seen
-
-
-def _write_index(path: str, fingerprint: list[str], starts: np.ndarray, seen: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, fingerprint=np.asarray(fingerprint), starts=starts, seen=seen)
-        os.replace(tmp, path)  # atomic: a reader sees no index or the whole of it
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """(starts, seen) of a split's records: one pass over them, kept in `cache_dir` beside the
+    prepared data so a multi-GB corpus is not read whole again at every start."""
+    index = cached_arrays(source, cache_dir, INDEX_NAME, lambda: _read_index(source, chunk))
+    return index["starts"], index["seen"]
 
 
 @dataclasses.dataclass(frozen=True)
