@@ -43,15 +43,24 @@ class RecordSplit:
         return self.decode(list(records))
 
 
+def split_files(source) -> list[str] | None:
+    """The files of a `tfds.data_source` split, or None where it lists none (another format, a
+    split slice)."""
+    try:
+        return [os.fspath(f) for f in source.dataset_info.splits[source.split].filepaths]
+    except Exception:  # TFDS raises several types for a split without a file list
+        return None
+
+
 def stays_on_disk(source, in_memory_mb: float | None) -> bool:
     """Whether a split is read batch by batch rather than whole: never with `in_memory_mb=None`;
     otherwise when its files hold more than `in_memory_mb` MiB (or their size is unknown)."""
     if in_memory_mb is None:
         return False
-    info, split = getattr(source, "dataset_info", None), getattr(source, "split", None)
+    files = split_files(source)
     try:
-        size = sum(os.path.getsize(f) for f in info.splits[split].filepaths)
-    except Exception:  # no file list (another format, a split slice): stream to be safe
+        size = sum(os.path.getsize(f) for f in files)
+    except (TypeError, OSError):  # no file list, or a file gone: stream to be safe
         return True
     return size > in_memory_mb * 2**20
 

@@ -17,28 +17,30 @@ from collections.abc import Callable
 
 import numpy as np
 
+from aigc_jax.data.records import split_files
 
-def fingerprint(source, name: str) -> list[str] | None:
+
+def _fingerprint(source, name: str) -> list[str] | None:
     """[dataset, split and `name`, then each file's name, size and mtime], or None without files."""
+    files = split_files(source)
     try:
-        info = source.dataset_info
-        paths = sorted(info.splits[source.split].filepaths)
-        return [f"{info.full_name}:{source.split}:{name}"] + [
-            f"{os.path.basename(p)}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths]
-    except Exception:  # another kind of source, or a split slice
+        stats = [(os.path.basename(f), os.stat(f)) for f in sorted(files)]
+    except (TypeError, OSError):  # no file list, or a file gone
         return None
+    return [f"{source.dataset_info.full_name}:{source.split}:{name}"] + [
+        f"{base}:{st.st_size}:{st.st_mtime_ns}" for base, st in stats]
 
 
-def cache_path(cache_dir: str, key: list[str]) -> str:
+def _cache_path(cache_dir: str, key: list[str]) -> str:
     return os.path.join(cache_dir, key[0].replace("/", "_").replace(":", "-") + ".npz")
 
 
 def cached_arrays(source, cache_dir: str | None, name: str,
                   compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    key = fingerprint(source, name) if cache_dir else None
+    key = _fingerprint(source, name) if cache_dir else None
     if key is None:
         return compute()
-    path = cache_path(cache_dir, key)
+    path = _cache_path(cache_dir, key)
     try:
         with np.load(path) as saved:
             if saved["fingerprint"].tolist() == key:

@@ -31,6 +31,7 @@ VOCAB_SIZE = 256  # bytes
 SEPARATOR = b"\n\n"
 EVAL_SPLITS = ("validation", "test")
 INDEX_DIR = "text_index"  # under the TFDS data dir: each on-disk split's record index
+INDEX_NAME = "record_index_v1"  # the cached index's name and layout version (data/split_cache.py)
 
 
 @functools.lru_cache(maxsize=2)
@@ -69,9 +70,6 @@ def _text_sources(dataset: str, data_dir: str):
 def _record_bytes(record: dict) -> bytes:
     text = record["text"]
     return text if isinstance(text, bytes) else str(text).encode()
-
-
-INDEX_NAME = "record_index_v1"  # the cached index's name and layout version (data/split_cache.py)
 
 
 def _read_index(source, chunk: int) -> dict[str, np.ndarray]:
