@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import aigc_jax
-from aigc_jax.data import images, synthetic_images
+from aigc_jax.data import images, sampler, synthetic_images
 from aigc_jax.data.records import RecordSplit
 from aigc_jax.data.splits import Splits
 from aigc_jax.eval.baselines import most_frequent_accuracy
@@ -110,6 +110,18 @@ def test_a_grey_family_reads_a_colour_set_in_grey(family):
     assert data.test["image"].shape[-1] == 1 and task.bind(data).image_channels == 1
 
 
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_a_classifier_reads_a_set_at_its_own_size(family):
+    """The classifiers take size and channels from the dataset: 32x32x3 for synthetic_images (no
+    resize), the digits at 28x28x1 as before."""
+    for dataset, shape in (("synthetic_images", (32, 32, 3)), ("digits", (28, 28, 1))):
+        task = aigc_jax.build(family, dataset=dataset, num_examples=SMALL, parallel="jit", batch_size=8,
+                              in_memory_mb=0)
+        data = task.load_data()
+        assert data.test["image"].shape[1:] == shape
+        assert sampler.take(data.train, np.arange(4))["image"].shape == (4, *shape)
+
+
 @pytest.mark.parametrize("dataset,size", [("synthetic_images", 32), ("digits", 28)])
 def test_the_batched_reader_reads_what_tfds_reads(dataset, size):
     """`ArrayRecordExamples` (batched reads per shard, its own parse) against tfds.data_source, for a
@@ -121,10 +133,15 @@ def test_the_batched_reader_reads_what_tfds_reads(dataset, size):
     fast = ArrayRecordExamples.of(sources["train"])
     assert fast is not None and len(fast) == len(sources["train"])
     indices = np.random.default_rng(0).permutation(len(fast))[:40]
-    for ours, theirs in zip(fast.__getitems__(indices), sources["train"].__getitems__([int(i) for i in indices])):
-        assert ours.keys() == theirs.keys()
+    theirs = sources["train"].__getitems__([int(i) for i in indices])
+    for ours, their in zip(fast.__getitems__(indices), theirs):
+        assert ours.keys() == their.keys()
         for key in ours:
-            np.testing.assert_array_equal(ours[key], theirs[key])
+            np.testing.assert_array_equal(ours[key], their[key])
+    columns = fast.read_columns(indices)  # the batch parse (or, for the digits' int lists, protobuf's)
+    assert columns.keys() == theirs[0].keys()
+    for key, column in columns.items():
+        np.testing.assert_array_equal(column, np.stack([t[key] for t in theirs]))
     with pytest.raises(IndexError):
         fast.__getitems__([len(fast)])
 

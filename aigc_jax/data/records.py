@@ -19,16 +19,18 @@ import tensorflow_datasets as tfds
 from array_record.python import array_record_module
 from tensorflow_datasets.proto import tf_example_pb2
 
+from aigc_jax.data.example_layout import Layout
 from aigc_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
 class RecordSplit:
-    """Records of one split on disk. `decode` turns a list of records into the batch's arrays; it
-    and `source` pickle, so worker processes can read batches too."""
+    """Records of one split on disk. `decode` turns the records read (a list, or where the source
+    has `read_columns`, a dict of feature columns) into the batch's arrays; it and `source` pickle,
+    so worker processes can read batches too."""
 
     source: Any  # a tfds.data_source split: len() and __getitems__(indices)
-    decode: Callable[[list[dict]], dict[str, np.ndarray]]
+    decode: Callable[[list | dict[str, np.ndarray]], dict[str, np.ndarray]]
     name: str = ""  # the dataset, for error messages
 
     def __len__(self) -> int:
@@ -36,11 +38,12 @@ class RecordSplit:
 
     def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         try:
-            records = self.source.__getitems__([int(i) for i in indices])
+            read_columns = getattr(self.source, "read_columns", None)  # a batch parsed at once
+            records = read_columns(indices) if read_columns else list(self.source.__getitems__([int(i) for i in indices]))
         except Exception as e:  # a truncated or overwritten array_record file
             raise UserError(f"dataset {self.name!r} is unreadable ({type(e).__name__}: {str(e)[:120]}); expected "
                             "intact array_record files: delete its folder in the data dir to rebuild it") from None
-        return self.decode(list(records))
+        return self.decode(records)
 
 
 def split_files(source) -> list[str] | None:
@@ -94,6 +97,7 @@ class ArrayRecordExamples:
     starts: tuple[int, ...]  # index of each file's first record in the split
     total: int
     specs: tuple[tuple[str, tuple[int, ...], str], ...]  # (feature, shape, numpy dtype)
+    layouts: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # record length -> Layout
 
     @classmethod
     def of(cls, source) -> "ArrayRecordExamples | None":
@@ -117,17 +121,46 @@ class ArrayRecordExamples:
         return self.total
 
     def __getitems__(self, indices) -> list[dict]:
+        return [self._parse(raw) for raw in self._read(indices)]
+
+    def read_columns(self, indices) -> dict[str, np.ndarray]:
+        """{feature: [len(indices), *shape] array}: the records at `indices` parsed as a batch where
+        they share a layout (`data/example_layout.py`), by protobuf where they do not."""
+        raws = self._read(indices)
+        n = len(raws)
+        out = {name: np.empty((n, *shape), dtype) for name, shape, dtype in self.specs}
+        lengths = np.fromiter(map(len, raws), np.int64, count=n)
+        for length in np.unique(lengths).tolist():
+            where = np.flatnonzero(lengths == length)
+            layout = self._layout(raws[where[0]])
+            if layout is not None:
+                rows = np.frombuffer(b"".join([raws[i] for i in where]), np.uint8).reshape(len(where), length)
+                ok = layout.match(rows)
+                for name, values in layout.values(rows[ok], self.specs).items():
+                    out[name][where[ok]] = values
+                where = where[~ok]
+            for i in where.tolist():
+                for name, value in self._parse(raws[i]).items():
+                    out[name][i] = value
+        return out
+
+    def _layout(self, raw: bytes) -> Layout | None:
+        if len(raw) not in self.layouts:  # a benign race between threads: both store the same layout
+            self.layouts[len(raw)] = Layout.of(raw, self.specs)
+        return self.layouts[len(raw)]
+
+    def _read(self, indices) -> list[bytes]:
         indices = np.asarray(indices, np.int64)
         if len(indices) and (indices.min() < 0 or indices.max() >= self.total):
             raise IndexError(f"record index out of range [0, {self.total})")
         shard = np.searchsorted(self.starts, indices, side="right") - 1
         shards = shard.tolist()
         readers = {f: _reader(self.files[f]) for f in set(shards)}
-        parse, out = self._parse, []
+        out = []
         for f, i in zip(shards, (indices - np.asarray(self.starts)[shard]).tolist()):
             reader = readers[f]
             reader.seek(i)
-            out.append(parse(reader.read()))
+            out.append(reader.read())
         return out
 
     def _parse(self, raw: bytes) -> dict:

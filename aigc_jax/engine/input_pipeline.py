@@ -8,10 +8,13 @@ and a resumed run starts the stream at its restored step: the iterator's state i
 number, already in every checkpoint.
 
 Why not Grain: its threaded read-ahead (`MapDataset.range(...).map(batch_at).to_iter_dataset(
-ReadOptions(...))`) delivered 7-11k examples/s on the 2-core machine where this loop delivers
-22-27k (mlp's grey 28x28 batches of 128 from a 250,000-example `synthetic_images`; one thread or
-four alike, as most of the work holds the GIL), and its worker processes (`mp_prefetch`) took 5 s
-to start and reached 1.3x with two workers, which then compete with XLA for the same two cores.
+ReadOptions(...))`) delivered 7-11k examples/s on the 2-core machine where this loop delivered
+22-27k at the time, parsing each record by protobuf (mlp's grey 28x28 batches of 128 from a
+250,000-example `synthetic_images`; one thread or four alike, as most of the work held the GIL),
+and its worker processes (`mp_prefetch`) took 5 s to start and reached 1.3x with two workers,
+which then compete with XLA for the same two cores. Two threads here did not help either (a
+batch's read and parse hold the GIL), nor did reading inline: on two cores a step and a read
+cost their sum whichever thread reads.
 """
 
 import collections

@@ -11,15 +11,16 @@ from aigc_jax.engine.state import create_train_state
 from aigc_jax.models.classifier import CNN, MLP
 from aigc_jax.tasks.base import Task
 
-IMAGE_SIZE = 28
+IMAGE_SIZE = 28  # the digits' size: the classifiers read every set at the size it is stored at
 
 
 class _Classifier(Task):
     main_metric = "loss"
 
     def load_data(self):
-        c = self.config  # colour kept (3 channels on colour sets); a large set read from disk batch by batch
-        return load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True,
+        # Colour and size kept (32x32x3 for cifar10 or synthetic_images); a large set read from disk batch by batch.
+        c = self.config
+        return load_image_splits(c.dataset, c.data_dir, None, num_examples=c.num_examples, colour=True,
                                  in_memory_mb=c.in_memory_mb)
 
     def init(self, rng, batch):
