@@ -113,10 +113,11 @@ def test_a_grey_family_reads_a_colour_set_in_grey(family):
 @pytest.mark.parametrize("family", ["mlp", "cnn"])
 def test_a_classifier_reads_a_set_at_its_own_size(family):
     """The classifiers take size and channels from the dataset: 32x32x3 for synthetic_images (no
-    resize), the digits at 28x28x1 as before."""
-    for dataset, shape in (("synthetic_images", (32, 32, 3)), ("digits", (28, 28, 1))):
+    resize), the digits at 28x28x1 as before; config.image_size resizes (the judge's 28)."""
+    for dataset, size, shape in (("synthetic_images", 0, (32, 32, 3)), ("digits", 0, (28, 28, 1)),
+                                 ("synthetic_images", 28, (28, 28, 3))):
         task = aigc_jax.build(family, dataset=dataset, num_examples=SMALL, parallel="jit", batch_size=8,
-                              in_memory_mb=0)
+                              in_memory_mb=0, image_size=size)
         data = task.load_data()
         assert data.test["image"].shape[1:] == shape
         assert sampler.take(data.train, np.arange(4))["image"].shape == (4, *shape)

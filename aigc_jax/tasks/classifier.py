@@ -11,17 +11,23 @@ from aigc_jax.engine.state import create_train_state
 from aigc_jax.models.classifier import CNN, MLP
 from aigc_jax.tasks.base import Task
 
-IMAGE_SIZE = 28  # the digits' size: the classifiers read every set at the size it is stored at
+IMAGE_SIZE = 28  # the digits' size (the FLOP counts assume it)
+
+
+def with_image_size(c):
+    c.image_size = 0  # images resized to this size; 0: the size the dataset stores (28 digits, 32 cifar10)
+    return c
 
 
 class _Classifier(Task):
     main_metric = "loss"
+    config_ranges = {"image_size": (0, None)}
 
     def load_data(self):
-        # Colour and size kept (32x32x3 for cifar10 or synthetic_images); a large set read from disk batch by batch.
+        # Colour kept (3 channels on colour sets); a large set read from disk batch by batch.
         c = self.config
-        return load_image_splits(c.dataset, c.data_dir, None, num_examples=c.num_examples, colour=True,
-                                 in_memory_mb=c.in_memory_mb)
+        return load_image_splits(c.dataset, c.data_dir, c.image_size or None, num_examples=c.num_examples,
+                                 colour=True, in_memory_mb=c.in_memory_mb)
 
     def init(self, rng, batch):
         variables = self.model.init(rng, batch["image"])
@@ -74,7 +80,7 @@ class MLPClassifier(_Classifier):
         c.learning_rate = 1e-3
         c.eval_every = 500
         c.sample_every = 0
-        return c
+        return with_image_size(c)
 
     @property
     def model(self):
@@ -104,7 +110,7 @@ class CNNClassifier(_Classifier):
         c.learning_rate = 1e-3
         c.eval_every = 250
         c.sample_every = 0
-        return c
+        return with_image_size(c)
 
     @property
     def model(self):

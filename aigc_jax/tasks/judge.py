@@ -42,7 +42,8 @@ MIN_ACCURACY = 0.95
 # The judge's own config: pinned here (not the cnn family's defaults), so the cache stays valid.
 JUDGE_CONFIG = {"channels": "32,64", "hidden": "64", "steps": "400", "batch_size": "32",
                 "learning_rate": "0.001", "seed": "0", "parallel": "jit", "log_every": "400",
-                "eval_every": "0", "ckpt_every": "0", "sample_every": "0", "keep_checkpoints": "1"}
+                "eval_every": "0", "ckpt_every": "0", "sample_every": "0", "keep_checkpoints": "1",
+                "image_size": "28"}  # what `images.to_judge_input` resizes every set's images to
 # Steps per dataset: 400 reach 0.97 on the digits; the colour shapes of `synthetic_images` need
 # about 1,500 for MIN_ACCURACY (0.86 after 400, 0.95 after 1,200).
 JUDGE_STEPS = {"digits": "400"}
