@@ -90,7 +90,8 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int | None =
     C is 1 (grey) unless `colour`, then the dataset's channels (3 for `synthetic_images` or cifar10).
     `in_memory_mb`: a non-embedded train split whose files hold more than this many MiB stays on
     disk as a `RecordSplit`, read batch by batch (None: always read whole; the test split always is). `num_examples` sizes `synthetic_images` (0 = its default).
-    The constant "image_channels" (set when it is not 1) tells a generator how many channels to make.
+    The constant "image_channels" (set when it is not 1) tells a generator how many channels to make,
+    "image_size" (set with `image_size` None) how large.
     """
     data_dir = tfds_data_dir(data_dir)
     key, sources = image_sources(dataset, data_dir, image_size, num_examples)
@@ -106,7 +107,10 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int | None =
     else:
         train = decode(read_all(sources["train"], dataset, data_dir))
     channels = int(test["image"].shape[-1])  # grey (1) is every family's default: no constant needed
-    return Splits(train=train, test=test, constants={"image_channels": channels} if channels != 1 else {})
+    constants = {"image_channels": channels} if channels != 1 else {}
+    if image_size is None:  # read at the stored size: a family's layers follow it
+        constants["image_size"] = int(test["image"].shape[1])
+    return Splits(train=train, test=test, constants=constants)
 
 
 def with_channels(splits: Splits, channels: int) -> Splits:

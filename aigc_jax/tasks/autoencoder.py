@@ -81,12 +81,12 @@ class AutoencoderTask(Task):
     @property
     def model(self):
         return ConvAutoencoder(tuple(self.config.channels), self.config.code,
-                               (IMAGE_SIZE, IMAGE_SIZE, self.image_channels),
+                               (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,),
                                dtype=self.compute_dtype)
 
     def load_data(self):
-        c = self.config  # colour kept; a large train split read from disk batch by batch
-        return load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True,
+        c = self.config  # colour and size kept (32x32x3 for cifar10); a large train split read from disk batch by batch
+        return load_image_splits(c.dataset, c.data_dir, None, num_examples=c.num_examples, colour=True,
                                  in_memory_mb=c.in_memory_mb)
 
     def init(self, rng, batch):
@@ -123,6 +123,7 @@ class AutoencoderTask(Task):
 
     def flops_per_step(self):
         c, b = self.config, self.config.batch_size
-        forward = (conv_encoder_flops(b, c.channels, c.code)
-                   + conv_decoder_flops(b, tuple(reversed(c.channels)), c.code))
+        size = self.image_size(IMAGE_SIZE)
+        forward = (conv_encoder_flops(b, c.channels, c.code, size)
+                   + conv_decoder_flops(b, tuple(reversed(c.channels)), c.code, size))
         return flops.train(forward)

@@ -85,6 +85,11 @@ class Task(abc.ABC):
         """Channels of the images this task's data holds: 1 (grey) unless `load_data` found colour."""
         return int(self.constants.get("image_channels", 1))
 
+    def image_size(self, default: int) -> int:
+        """Side of the images this task's data holds: `default` unless `load_data` read a set at the
+        size it is stored at (32 for cifar10)."""
+        return int(self.constants.get("image_size", default))
+
     @property
     def compute_dtype(self) -> jnp.dtype:
         """`config.dtype`: what modules compute in (their `dtype`); parameters stay float32 and

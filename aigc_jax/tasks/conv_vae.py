@@ -39,11 +39,11 @@ class ConvVAETask(VAETask):
     @property
     def model(self):
         return ConvVAE(tuple(self.config.channels), self.config.latent,
-                       (IMAGE_SIZE, IMAGE_SIZE, self.image_channels),
+                       (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,),
                        dtype=self.compute_dtype)
 
     def load_data(self):
-        return im.load_judged_images(self, IMAGE_SIZE, colour=True)  # convolutional: colour sets in colour
+        return im.load_judged_images(self, None, colour=True)  # convolutional: colour sets in colour, at their size
 
     def probe_features(self, state, batch):
         mu, _ = self.model.apply({"params": state.params}, batch["image"], method=lambda m, x: m.encoder(x))
@@ -51,6 +51,7 @@ class ConvVAETask(VAETask):
 
     def flops_per_step(self):
         c, b = self.config, self.config.batch_size
-        forward = (conv_encoder_flops(b, c.channels, 2 * c.latent)
-                   + conv_decoder_flops(b, tuple(reversed(c.channels)), c.latent))
+        size = self.image_size(IMAGE_SIZE)
+        forward = (conv_encoder_flops(b, c.channels, 2 * c.latent, size)
+                   + conv_decoder_flops(b, tuple(reversed(c.channels)), c.latent, size))
         return flops.train(forward)

@@ -89,8 +89,8 @@ def without_judge_sums(means: dict) -> dict:
     return {k: v for k, v in means.items() if not k.startswith("judge_")}
 
 
-def load_judged_images(task, image_size: int, colour: bool = False):
-    """The task's image splits at `image_size` (grey, or the dataset's channels with `colour`; a large
+def load_judged_images(task, image_size: int | None, colour: bool = False):
+    """The task's image splits at `image_size` (None: as stored; grey, or the dataset's channels with `colour`; a large
     train split read from disk batch by batch); with `config.judge_metrics`, the judge classifier's
     params (trained once, then restored) as the constant "judge": the bound task's eval_step closes
     over them. They depend only on the config, so the task stays a pure function of it."""

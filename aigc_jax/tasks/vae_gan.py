@@ -106,8 +106,8 @@ class VAEGANTask(Task):
 
     @property
     def decoder(self):
-        return ConvDecoder(tuple(reversed(self.config.channels)), (IMAGE_SIZE, IMAGE_SIZE, self.image_channels),
-                           dtype=self.compute_dtype)
+        return ConvDecoder(tuple(reversed(self.config.channels)),
+                           (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,), dtype=self.compute_dtype)
 
     @property
     def discriminator(self):
@@ -115,7 +115,7 @@ class VAEGANTask(Task):
                                     dtype=self.compute_dtype)
 
     def load_data(self):
-        return im.load_judged_images(self, IMAGE_SIZE, colour=True)
+        return im.load_judged_images(self, None, colour=True)  # colour sets in colour, at their size
 
     def init(self, rng, batch):
         e_rng, g_rng, d_rng = jax.random.split(rng, 3)
@@ -219,9 +219,10 @@ class VAEGANTask(Task):
 
     def flops_per_step(self):
         c, b = self.config, self.config.batch_size
-        enc = conv_encoder_flops(b, c.channels, 2 * c.latent)
-        dec = conv_decoder_flops(b, tuple(reversed(c.channels)), c.latent)
-        disc = conv_encoder_flops(b, c.d_channels, c.d_hidden, kernel=D_KERNEL) + flops.dense(b, c.d_hidden, 1)
+        size = self.image_size(IMAGE_SIZE)
+        enc = conv_encoder_flops(b, c.channels, 2 * c.latent, size)
+        dec = conv_decoder_flops(b, tuple(reversed(c.channels)), c.latent, size)
+        disc = conv_encoder_flops(b, c.d_channels, c.d_hidden, size, kernel=D_KERNEL) + flops.dense(b, c.d_hidden, 1)
         # D update: E and 2 G forwards, D trained on 3 batches. E/G update: D forward on the reals;
         # E, 2 G and 2 D passes forward and backward, with one extra backward (the second pull).
         d_update = enc + 2 * dec + 3 * flops.train(disc)
