@@ -57,7 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset = "digits"  # the embedded default, synthetic_images (generated, colour), or a TFDS catalog name
     c.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/.cache/aigc_jax/tfds
     c.num_examples = 0  # train examples of a generated dataset (synthetic_images); 0 = its default
-    c.in_memory_mb = 1024  # train splits up to this size on disk are read whole; larger ones batch by batch
+    c.in_memory_mb = 1024.0  # train splits up to this size on disk are read whole; larger ones batch by batch
     c.log_every = 50  # steps between train-metric rows in metrics.jsonl
     c.eval_every = 500  # steps between evaluations on the held-out split; 0 = only at the end
     c.ckpt_every = 500  # steps between checkpoints; 0 = only at the end
