@@ -142,18 +142,18 @@ def test_the_identity_translator_keeps_every_class_but_not_below_its_fd_baseline
 
 
 def test_a_colour_domain_trains_in_colour_beside_a_grey_one():
-    """synthetic_images (colour) <-> printed_digits (grey, shown as three equal channels): G, F, D and
-    the pools work in 3 channels, and a train step on the colour batch changes G."""
+    """synthetic_images (colour, 32x32) <-> printed_digits (grey, shown as three equal channels, resized
+    to 32x32): G, F, D and the pools work in 3 channels, and a train step on the colour batch changes G."""
     task = build_task("cyclegan", {**TINY, "dataset": "synthetic_images", "num_examples": "500"})
     data = task.load_data()
-    assert data.train["image"].shape[1:] == data.train["image_b"].shape[1:] == (28, 28, 3)
+    assert data.train["image"].shape[1:] == data.train["image_b"].shape[1:] == (32, 32, 3)  # A's size
     grey = data.train["image_b"]
     assert (grey[..., 0] == grey[..., 2]).all() and not (data.train["image"][..., 0] == data.train["image"][..., 2]).all()
     task = task.bind(data)
     state = initial_state(task, data, jax.random.key(0))
     a, b = data.test["image"][:2], data.test["image_b"][:2]
     ab, _, ba, _ = task.translations(state, a, b)
-    assert ab.shape == ba.shape == (2, 28, 28, 3) and state.pool_a.images.shape[-1] == 3
+    assert ab.shape == ba.shape == (2, 32, 32, 3) and state.pool_a.images.shape[1:] == (32, 32, 3)
     batch = {**{k: v[:8] for k, v in data.train.items()}, "key": jax.random.split(jax.random.key(1), 8)}
     new, metrics = jax.jit(task.train_step)(state, batch, jax.random.key(1))
     assert np.isfinite(float(metrics["g_loss"])) and np.isfinite(float(metrics["d_loss"]))

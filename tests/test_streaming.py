@@ -102,20 +102,23 @@ def test_dcgan_makes_colour_images():
     assert np.std(np.asarray(samples), axis=-1).mean() > 0  # the channels differ: colour, not grey
 
 
-@pytest.mark.parametrize("family,settings", [("autoencoder", {"code": 8}), ("conv_vae", {"latent": 4}),
-                                              ("vae_gan", {"latent": 4, "d_channels": "4,8", "d_hidden": 8})])
+@pytest.mark.parametrize("family,settings", [
+    ("autoencoder", {"channels": "4,8", "code": 8}),
+    ("conv_vae", {"channels": "4,8", "latent": 4, "judge_metrics": False}),
+    ("vae_gan", {"channels": "4,8", "latent": 4, "d_channels": "4,8", "d_hidden": 8, "judge_metrics": False}),
+    ("cyclegan", {"g_width": 4, "g_blocks": 1, "d_width": 4, "judge_metrics": False}),  # B (printed digits) resized to A's
+])
 def test_a_convolutional_family_trains_at_the_sets_own_size(family, settings):
     """32x32x3 in (synthetic_images as stored), 32x32x3 out; the digits stay 28x28x1."""
     task = aigc_jax.build(family, dataset="synthetic_images", num_examples=SMALL, in_memory_mb=0, parallel="jit",
-                          channels="4,8", batch_size=8, **settings, **({} if family == "autoencoder" else
-                                                                      {"judge_metrics": False}))
+                          batch_size=8, **settings)
     run = aigc_jax.Run(task)
     assert run.task.image_size(28) == 32 and run.data.test["image"].shape[1:] == (32, 32, 3)
     run.train(2)
     outputs = run.sample_outputs(seed=0)
     assert all(v.shape[-3:] == (32, 32, 3) for v in outputs.values() if np.ndim(v) == 4), \
         {k: np.shape(v) for k, v in outputs.items()}
-    digits = aigc_jax.build(family, parallel="jit", channels="4,8", batch_size=8, **settings)
+    digits = aigc_jax.build(family, parallel="jit", batch_size=8, **settings)
     assert digits.load_data().test["image"].shape[1:] == (28, 28, 1)
 
 

@@ -132,8 +132,11 @@ class CycleGANTask(Task):
     def load_data(self):
         c = self.config
         constants = {"judge": judge_params(c.dataset, c.data_dir)} if c.judge_metrics else {}
-        a = load_image_splits(c.dataset, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True)
-        b = load_image_splits(c.dataset_b, c.data_dir, IMAGE_SIZE, num_examples=c.num_examples, colour=True)
+        # Domain A at the size it is stored at (32x32 for cifar10), domain B resized to match.
+        a = load_image_splits(c.dataset, c.data_dir, None, num_examples=c.num_examples, colour=True)
+        size = a.constants["image_size"]
+        b = load_image_splits(c.dataset_b, c.data_dir, size, num_examples=c.num_examples, colour=True)
+        constants["image_size"] = size
         # Both domains in the same channels (G and F map C -> C): a grey domain beside a colour one
         # is shown as three equal channels.
         channels = max(a.train["image"].shape[-1], b.train["image"].shape[-1])
@@ -163,7 +166,7 @@ class CycleGANTask(Task):
             [optax.constant_schedule(c.learning_rate),
              optax.linear_schedule(c.learning_rate, 0.0, max(c.steps - decay_start, 1))], [decay_start])
         tx = optax.adam(schedule, b1=c.beta1)
-        shape = (IMAGE_SIZE, IMAGE_SIZE, self.image_channels)
+        shape = (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,)
         return CycleGANState(
             gen=TrainState.create(apply_fn=self.generator.apply, params=gen_params, tx=tx),
             disc=TrainState.create(apply_fn=self.discriminator.apply, params=disc_params, tx=tx),
@@ -262,7 +265,7 @@ class CycleGANTask(Task):
         return {"hand_to_printed": triptych(a, ab, aba), "printed_to_hand": triptych(b, ba, bab)}
 
     def _generator_flops(self, batch: int) -> float:
-        c, s = self.config, IMAGE_SIZE
+        c, s = self.config, self.image_size(IMAGE_SIZE)
         w = c.g_width
         total = flops.conv2d(batch, s, s, 7, 7, self.image_channels, w)
         total += flops.conv2d(batch, s // 2, s // 2, 3, 3, w, 2 * w) + flops.conv2d(batch, s // 4, s // 4, 3, 3, 2 * w, 4 * w)
@@ -272,7 +275,7 @@ class CycleGANTask(Task):
 
     def _discriminator_flops(self, batch: int) -> float:
         c = self.config
-        size, width_in, total = IMAGE_SIZE, self.image_channels, 0.0
+        size, width_in, total = self.image_size(IMAGE_SIZE), self.image_channels, 0.0
         widths = [c.d_width * 2 ** min(i, 3) for i in range(c.d_layers + 1)]
         for i, width in enumerate(widths):
             size = size // 2 if i < c.d_layers else size - 1  # 4x4, padding 1: stride 2 halves, stride 1 loses 1
