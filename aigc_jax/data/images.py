@@ -16,6 +16,7 @@ from aigc_jax.data.splits import Splits
 from aigc_jax.errors import UserError
 
 EMBEDDED = "digits"
+DEFAULT_SIZE = 28  # the digits' size, every 28x28 family's default (`Task.image_size`)
 # Other embedded image sets: built here like the digits (no network), same features and sizes.
 EMBEDDED_OTHERS = {"printed_digits": printed_digits.PrintedDigits}
 
@@ -91,7 +92,8 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int | None =
     `in_memory_mb`: a non-embedded train split whose files hold more than this many MiB stays on
     disk as a `RecordSplit`, read batch by batch (None: always read whole; the test split always is). `num_examples` sizes `synthetic_images` (0 = its default).
     The constant "image_channels" (set when it is not 1) tells a generator how many channels to make,
-    "image_size" (set with `image_size` None) how large.
+    "image_size" (set with `image_size` None, when it is not DEFAULT_SIZE) how large. Like grey, 28
+    needs no constant: a task without constants is not rebuilt by `Task.bind`.
     """
     data_dir = tfds_data_dir(data_dir)
     key, sources = image_sources(dataset, data_dir, image_size, num_examples)
@@ -108,7 +110,7 @@ def load_image_splits(dataset: str, data_dir: str = "", image_size: int | None =
         train = decode(read_all(sources["train"], dataset, data_dir))
     channels = int(test["image"].shape[-1])  # grey (1) is every family's default: no constant needed
     constants = {"image_channels": channels} if channels != 1 else {}
-    if image_size is None:  # read at the stored size: a family's layers follow it
+    if image_size is None and test["image"].shape[1] != DEFAULT_SIZE:  # read as stored: the layers follow it
         constants["image_size"] = int(test["image"].shape[1])
     return Splits(train=train, test=test, constants=constants)
 

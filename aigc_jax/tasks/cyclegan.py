@@ -134,9 +134,9 @@ class CycleGANTask(Task):
         constants = {"judge": judge_params(c.dataset, c.data_dir)} if c.judge_metrics else {}
         # Domain A at the size it is stored at (32x32 for cifar10), domain B resized to match.
         a = load_image_splits(c.dataset, c.data_dir, None, num_examples=c.num_examples, colour=True)
-        size = a.constants["image_size"]
+        size = a.constants.get("image_size", IMAGE_SIZE)
         b = load_image_splits(c.dataset_b, c.data_dir, size, num_examples=c.num_examples, colour=True)
-        constants["image_size"] = size
+        constants.update({"image_size": size} if size != IMAGE_SIZE else {})
         # Both domains in the same channels (G and F map C -> C): a grey domain beside a colour one
         # is shown as three equal channels.
         channels = max(a.train["image"].shape[-1], b.train["image"].shape[-1])
