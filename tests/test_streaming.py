@@ -106,8 +106,7 @@ def test_dcgan_makes_colour_images():
     ("autoencoder", {"channels": "4,8", "code": 8}),
     ("conv_vae", {"channels": "4,8", "latent": 4, "judge_metrics": False}),
     ("vae_gan", {"channels": "4,8", "latent": 4, "d_channels": "4,8", "d_hidden": 8, "judge_metrics": False}),
-    ("cyclegan", {"g_width": 4, "g_blocks": 1, "d_width": 4, "judge_metrics": False}),  # B (printed digits) resized to A's
-])
+])  # cyclegan at A's size (B resized to it): tests/test_cyclegan.py, the colour domain beside a grey one
 def test_a_convolutional_family_trains_at_the_sets_own_size(family, settings):
     """32x32x3 in (synthetic_images as stored), 32x32x3 out; the digits stay 28x28x1."""
     task = aigc_jax.build(family, dataset="synthetic_images", num_examples=SMALL, in_memory_mb=0, parallel="jit",
