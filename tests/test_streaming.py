@@ -112,7 +112,7 @@ def test_a_convolutional_family_trains_at_the_sets_own_size(family, settings):
     task = aigc_jax.build(family, dataset="synthetic_images", num_examples=SMALL, in_memory_mb=0, parallel="jit",
                           batch_size=8, **settings)
     run = aigc_jax.Run(task)
-    assert run.task.image_size(28) == 32 and run.data.test["image"].shape[1:] == (32, 32, 3)
+    assert run.task.image_size == 32 and run.data.test["image"].shape[1:] == (32, 32, 3)
     run.train(2)
     outputs = run.sample_outputs(seed=0)
     assert all(v.shape[-3:] == (32, 32, 3) for v in outputs.values() if np.ndim(v) == 4), \

@@ -94,12 +94,12 @@ def _value_span(raw: bytes, start: int, stop: int, shape: tuple, dtype: np.dtype
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Where each feature's values lie in every record of one length that matches `template`."""
+    """Where each feature's values lie in every record of one length that matches the walked one."""
 
     length: int
-    template: np.ndarray  # uint8 [length]: the walked record
     fixed: np.ndarray  # int64 offsets outside every value span (tags, lengths, keys)
-    spans: tuple[tuple[str, int, int, str], ...]  # (feature, start, stop, kind)
+    expected: np.ndarray  # uint8: the walked record's bytes at `fixed`
+    spans: tuple[tuple[str, int, int, str, tuple, str], ...]  # (feature, start, stop, kind, shape, dtype)
 
     @classmethod
     def of(cls, raw: bytes, specs) -> "Layout | None":
@@ -126,24 +126,22 @@ class Layout:
         inside = np.zeros(len(raw), bool)
         for s, e, _ in spans.values():
             inside[s:e] = True
-        return cls(length=len(raw), template=np.frombuffer(raw, np.uint8), fixed=np.flatnonzero(~inside),
-                   spans=tuple((name, *spans[name]) for name, _, _ in specs))
+        fixed = np.flatnonzero(~inside)
+        return cls(length=len(raw), fixed=fixed, expected=np.frombuffer(raw, np.uint8)[fixed],
+                   spans=tuple((name, *spans[name], tuple(shape), dtype) for name, shape, dtype in specs))
 
     def match(self, rows: np.ndarray) -> np.ndarray:
-        """bool [N]: which records (uint8 rows [N, length]) parse as the template does."""
-        ok = (rows[:, self.fixed] == self.template[self.fixed]).all(axis=1)
-        for _, s, e, kind in self.spans:
+        """bool [N]: which records (uint8 rows [N, length]) parse as the walked one does."""
+        ok = (rows[:, self.fixed] == self.expected).all(axis=1)
+        for _, s, e, kind, _, _ in self.spans:
             if kind == _VARINT:  # one varint filling its span: high bit set on all but the last byte
                 ok &= (rows[:, s:e - 1] >= 0x80).all(axis=1) & (rows[:, e - 1] < 0x80)
         return ok
 
-    def values(self, rows: np.ndarray, specs) -> dict[str, np.ndarray]:
+    def values(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """{feature: [N, *shape] array} of matching records (uint8 rows [N, length])."""
-        kinds = {name: (s, e, kind) for name, s, e, kind in self.spans}
-        out = {}
-        for name, shape, dtype in specs:
-            s, e, kind = kinds[name]
-            n = len(rows)
+        out, n = {}, len(rows)
+        for name, s, e, kind, shape, dtype in self.spans:
             if kind == _BYTES:
                 out[name] = np.ascontiguousarray(rows[:, s:e]).view(np.dtype(dtype)).reshape(n, *shape)
             elif kind == _FLOATS:

@@ -141,7 +141,7 @@ class ArrayRecordExamples:
             if layout is not None:
                 rows = np.frombuffer(b"".join([raws[i] for i in where]), np.uint8).reshape(len(where), length)
                 ok = layout.match(rows)
-                for name, values in layout.values(rows if ok.all() else rows[ok], self.specs).items():
+                for name, values in layout.values(rows if ok.all() else rows[ok]).items():
                     out[name][where[ok]] = values
                 where = where[~ok]
             for i in where.tolist():

@@ -81,7 +81,7 @@ class AutoencoderTask(Task):
     @property
     def model(self):
         return ConvAutoencoder(tuple(self.config.channels), self.config.code,
-                               (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,),
+                               (self.image_size,) * 2 + (self.image_channels,),
                                dtype=self.compute_dtype)
 
     def load_data(self):
@@ -123,7 +123,7 @@ class AutoencoderTask(Task):
 
     def flops_per_step(self):
         c, b = self.config, self.config.batch_size
-        size = self.image_size(IMAGE_SIZE)
+        size = self.image_size
         forward = (conv_encoder_flops(b, c.channels, c.code, size)
                    + conv_decoder_flops(b, tuple(reversed(c.channels)), c.code, size))
         return flops.train(forward)

@@ -85,10 +85,13 @@ class Task(abc.ABC):
         """Channels of the images this task's data holds: 1 (grey) unless `load_data` found colour."""
         return int(self.constants.get("image_channels", 1))
 
-    def image_size(self, default: int) -> int:
-        """Side of the images this task's data holds: `default` unless `load_data` read a set at the
-        size it is stored at (32 for cifar10)."""
-        return int(self.constants.get("image_size", default))
+    @property
+    def image_size(self) -> int:
+        """Side of the images this task's data holds: the digits' 28 unless `load_data` read a set
+        stored at another size (32 for cifar10), which the loader records as a constant."""
+        from aigc_jax.data.images import DEFAULT_SIZE  # here, not at the top: only image tasks ask, and it loads TFDS
+
+        return int(self.constants.get("image_size", DEFAULT_SIZE))
 
     @property
     def compute_dtype(self) -> jnp.dtype:

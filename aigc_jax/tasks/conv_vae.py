@@ -39,7 +39,7 @@ class ConvVAETask(VAETask):
     @property
     def model(self):
         return ConvVAE(tuple(self.config.channels), self.config.latent,
-                       (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,),
+                       (self.image_size,) * 2 + (self.image_channels,),
                        dtype=self.compute_dtype)
 
     def load_data(self):
@@ -51,7 +51,7 @@ class ConvVAETask(VAETask):
 
     def flops_per_step(self):
         c, b = self.config, self.config.batch_size
-        size = self.image_size(IMAGE_SIZE)
+        size = self.image_size
         forward = (conv_encoder_flops(b, c.channels, 2 * c.latent, size)
                    + conv_decoder_flops(b, tuple(reversed(c.channels)), c.latent, size))
         return flops.train(forward)

@@ -49,7 +49,6 @@ from aigc_jax.tasks import images as im
 from aigc_jax.tasks.base import Task
 from aigc_jax.tasks.image_pool import ImagePool, empty_pool, query_batch
 
-IMAGE_SIZE = 28
 SAMPLE_TRIPTYCHS = 27  # input | translated | reconstructed, 3 per row of a 9x9 grid
 
 
@@ -134,9 +133,10 @@ class CycleGANTask(Task):
         constants = {"judge": judge_params(c.dataset, c.data_dir)} if c.judge_metrics else {}
         # Domain A at the size it is stored at (32x32 for cifar10), domain B resized to match.
         a = load_image_splits(c.dataset, c.data_dir, None, num_examples=c.num_examples, colour=True)
-        size = a.constants.get("image_size", IMAGE_SIZE)
+        size = int(a.test["image"].shape[1])
         b = load_image_splits(c.dataset_b, c.data_dir, size, num_examples=c.num_examples, colour=True)
-        constants.update({"image_size": size} if size != IMAGE_SIZE else {})
+        if "image_size" in a.constants:  # the loader's rule: a constant only for sizes other than 28
+            constants["image_size"] = size
         # Both domains in the same channels (G and F map C -> C): a grey domain beside a colour one
         # is shown as three equal channels.
         channels = max(a.train["image"].shape[-1], b.train["image"].shape[-1])
@@ -166,7 +166,7 @@ class CycleGANTask(Task):
             [optax.constant_schedule(c.learning_rate),
              optax.linear_schedule(c.learning_rate, 0.0, max(c.steps - decay_start, 1))], [decay_start])
         tx = optax.adam(schedule, b1=c.beta1)
-        shape = (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,)
+        shape = (self.image_size,) * 2 + (self.image_channels,)
         return CycleGANState(
             gen=TrainState.create(apply_fn=self.generator.apply, params=gen_params, tx=tx),
             disc=TrainState.create(apply_fn=self.discriminator.apply, params=disc_params, tx=tx),
@@ -265,7 +265,7 @@ class CycleGANTask(Task):
         return {"hand_to_printed": triptych(a, ab, aba), "printed_to_hand": triptych(b, ba, bab)}
 
     def _generator_flops(self, batch: int) -> float:
-        c, s = self.config, self.image_size(IMAGE_SIZE)
+        c, s = self.config, self.image_size
         w = c.g_width
         total = flops.conv2d(batch, s, s, 7, 7, self.image_channels, w)
         total += flops.conv2d(batch, s // 2, s // 2, 3, 3, w, 2 * w) + flops.conv2d(batch, s // 4, s // 4, 3, 3, 2 * w, 4 * w)
@@ -275,7 +275,7 @@ class CycleGANTask(Task):
 
     def _discriminator_flops(self, batch: int) -> float:
         c = self.config
-        size, width_in, total = self.image_size(IMAGE_SIZE), self.image_channels, 0.0
+        size, width_in, total = self.image_size, self.image_channels, 0.0
         widths = [c.d_width * 2 ** min(i, 3) for i in range(c.d_layers + 1)]
         for i, width in enumerate(widths):
             size = size // 2 if i < c.d_layers else size - 1  # 4x4, padding 1: stride 2 halves, stride 1 loses 1

@@ -107,7 +107,7 @@ class VAEGANTask(Task):
     @property
     def decoder(self):
         return ConvDecoder(tuple(reversed(self.config.channels)),
-                           (self.image_size(IMAGE_SIZE),) * 2 + (self.image_channels,), dtype=self.compute_dtype)
+                           (self.image_size,) * 2 + (self.image_channels,), dtype=self.compute_dtype)
 
     @property
     def discriminator(self):
@@ -219,7 +219,7 @@ class VAEGANTask(Task):
 
     def flops_per_step(self):
         c, b = self.config, self.config.batch_size
-        size = self.image_size(IMAGE_SIZE)
+        size = self.image_size
         enc = conv_encoder_flops(b, c.channels, 2 * c.latent, size)
         dec = conv_decoder_flops(b, tuple(reversed(c.channels)), c.latent, size)
         disc = conv_encoder_flops(b, c.d_channels, c.d_hidden, size, kernel=D_KERNEL) + flops.dense(b, c.d_hidden, 1)
