@@ -46,7 +46,9 @@ def lstm(batch: int, steps: int, d_in: int, hidden: int) -> float:
 def attention(batch: int, q_len: int, kv_len: int, width: int) -> float:
     """Forward FLOPs of attention scores (Q K^T) and the weighted sum of values, all heads together.
 
-    The Q/K/V/output projections are dense layers, counted separately. Masked positions are
-    computed too, so a causal mask does not halve the count.
+    The Q/K/V/output projections are dense layers, counted separately. A causal mask does not
+    halve the count (as in PaLM's and nanoGPT's MFU), although on CPU the engine's attention skips
+    the score blocks above the diagonal (`models/attention.py`): the figure stays the same
+    whichever implementation runs, as a model FLOP count should.
     """
     return 2 * 2.0 * batch * q_len * kv_len * width

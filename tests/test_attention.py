@@ -50,3 +50,23 @@ def test_gpt_block_attends_as_its_mask_says(causal):
     before, after = block.apply(params, x), block.apply(params, changed)
     earlier_moved = not np.allclose(before[:, :-1], after[:, :-1], atol=1e-6)
     assert earlier_moved == (not causal)
+
+
+@pytest.mark.parametrize("length", [64, 100, 128])  # 2, 4 (the last one short) and 4 query blocks
+def test_causal_attention_in_query_blocks_equals_one_masked_attention(length, monkeypatch):
+    q, k, v = _qkv(t=length, s=length)
+    blocked = []
+    monkeypatch.setattr(attention, "_causal_in_query_blocks",
+                        lambda *a, f=attention._causal_in_query_blocks: blocked.append(a[-1]) or f(*a))
+    mask = nn.make_causal_mask(jnp.zeros((2, length)))
+
+    def loss(fn):
+        return lambda q, k, v: (fn(q, k, v) * jnp.cos(v)).sum()
+
+    mine = jax.value_and_grad(loss(lambda q, k, v: attention.dot_product_attention(q, k, v, is_causal=True)),
+                              argnums=(0, 1, 2))(q, k, v)
+    flax = jax.value_and_grad(loss(lambda q, k, v: nn.dot_product_attention(q, k, v, mask=mask)),
+                              argnums=(0, 1, 2))(q, k, v)
+    assert blocked == [attention.CAUSAL_BLOCK]  # the blocked path ran, once
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(flax)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -102,3 +102,21 @@ def test_stop_policy_names_the_step_and_saves_nothing_after_it(tmp_path):
         assert ckpt.all_steps()[-1] == POISON_STEP - 1
     finally:
         ckpt.close()
+
+
+@pytest.mark.parametrize("shape", [(5000,), (784, 512), (4, 4, 256, 64), (3, 0, 2000)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_all_finite_finds_one_nan_or_inf_in_any_leaf(shape, dtype):
+    from aigc_jax.engine.guard import all_finite
+
+    big = jnp.full(shape, 3e38, dtype)  # finite, near the largest float
+    tree = {"big": big, "small": jnp.ones(3, dtype), "count": jnp.int32(7)}
+    check = jax.jit(all_finite)
+    assert bool(check(tree))  # large finite values are no false alarm
+    if big.size == 0:
+        return
+    last = tuple(n - 1 for n in shape)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for where in (tuple(0 for _ in shape), last):
+            assert not bool(check({**tree, "big": big.at[where].set(bad)})), (bad, where)
+    assert not bool(check({**tree, "small": tree["small"].at[1].set(float("nan"))}))
