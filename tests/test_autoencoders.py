@@ -62,3 +62,20 @@ def test_bad_config_is_one_line_user_error(family, overrides, message):
     with pytest.raises(UserError, match=message) as err:
         build_task(family, overrides)
     assert "\n" not in str(err.value)
+
+
+def test_vae_cross_entropy_equals_optax_in_value_and_gradient():
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from aigc_jax.tasks.vae import sigmoid_cross_entropy
+
+    logits = jnp.array([-200.0, -30.0, -5.0, -1e-3, 0.0, 1e-3, 0.7, 5.0, 30.0, 200.0])
+    for target in (0.0, 0.3, 1.0):  # pixel intensities in [0, 1] are the targets
+        t = jnp.full_like(logits, target)
+        ours = jax.vmap(jax.value_and_grad(lambda x: sigmoid_cross_entropy(x, target)))(logits)
+        ref = jax.vmap(jax.value_and_grad(lambda x: optax.sigmoid_binary_cross_entropy(x, target)))(logits)
+        np.testing.assert_allclose(ours[0], ref[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ours[1], ref[1], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ours[1], jax.nn.sigmoid(logits) - t, atol=1e-6)  # d/dx = s(x) - t

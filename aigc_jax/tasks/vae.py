@@ -21,8 +21,16 @@ IMAGE_SIZE = 28
 
 def negative_elbo_terms(logits, x, mu, logvar):
     """Per-example (reconstruction BCE summed over pixels, KL to the standard normal)."""
-    rec = optax.sigmoid_binary_cross_entropy(logits, x).reshape(x.shape[0], -1).sum(-1)
+    rec = sigmoid_cross_entropy(logits, x).reshape(x.shape[0], -1).sum(-1)
     return rec, kl_to_standard_normal(mu, logvar)
+
+
+def sigmoid_cross_entropy(logits, targets):
+    """optax.sigmoid_binary_cross_entropy's value, -t log s(x) - (1 - t) log(1 - s(x)), written as
+    softplus(x) - t x (jax.nn.softplus: stable for any x, its gradient s(x) - t even at 0). One
+    softplus where optax computes two log-sigmoids: the loss and its gradient at [128, 784] 0.43 ->
+    0.28 ms, the vae step 8% faster (docs/benchmarks.md)."""
+    return jax.nn.softplus(logits) - logits * targets
 
 
 def kl_to_standard_normal(mu, logvar):
