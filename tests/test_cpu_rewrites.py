@@ -1,5 +1,6 @@
 """engine/cpu_rewrites.py: the rewritten function computes the same values, the sums it is meant
-to rewrite are no longer `reduce_sum`s, and its large argmaxes are no longer argmaxes."""
+to rewrite are no longer `reduce_sum`s, its large argmaxes are no longer argmaxes, and its long
+trailing maxes are halved first."""
 
 import flax.linen as nn
 import jax
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.engine.cpu_rewrites import MIN_ARGMAX, MIN_ROWS, OPT_OUT_ENV, cpu_rewrites_on, rewritten_for_cpu
+from aigc_jax.engine.cpu_rewrites import MIN_ARGMAX, MIN_HALVED_MAX, MIN_ROWS, OPT_OUT_ENV, cpu_rewrites_on, rewritten_for_cpu
 
 
 def _primitives(fn, *args) -> list[str]:
@@ -143,3 +144,20 @@ def test_argmax_is_two_reductions_with_argmaxs_ties_and_nans():
     assert "argmax" in _primitives(rewritten_for_cpu(lambda x: x.argmax(-1)), small)  # a classifier's: left
     ints = jnp.arange(MIN_ARGMAX * 2).reshape(2, MIN_ARGMAX) % 7
     assert "argmax" in _primitives(rewritten_for_cpu(lambda x: x.argmax(-1)), ints)
+
+
+@pytest.mark.parametrize("length", [MIN_HALVED_MAX, 5000, 1000])  # halved to 64, to 625, to 125
+def test_a_long_trailing_max_is_halved_first_and_equal_bit_for_bit(length):
+    x = jax.random.normal(jax.random.key(0), (5, 3, length))
+    x = x.at[0, 0, length - 1].set(jnp.nan).at[1, 1, 0].set(jnp.inf).at[2].set(-jnp.inf)
+    x = x.at[3, 2, length // 2].set(jnp.nan).at[3, 2, 0].set(jnp.inf).at[4, 0].set(0.0).at[4, 0, 7].set(-0.0)
+    fn = lambda x: jax.nn.logsumexp(x, axis=-1) + x.max(-1)  # noqa: E731  (its max is stop-gradient)
+    rewritten = rewritten_for_cpu(fn)
+    assert "max" in _primitives(rewritten, x)  # the elementwise halves
+    np.testing.assert_array_equal(jax.jit(rewritten)(x), jax.jit(fn)(x))  # NaN where fn has NaN
+    g = jax.grad(lambda x: jnp.nansum(fn(x)))
+    np.testing.assert_array_equal(jax.jit(rewritten_for_cpu(g))(x), jax.jit(g)(x))
+    odd, short = x[..., :length - 1], x[..., :MIN_HALVED_MAX - 2]
+    for left in (odd, short):  # left as one reduce
+        assert "max" not in _primitives(rewritten_for_cpu(lambda x: x.max(-1)), left)
+    assert "max" not in _primitives(rewritten_for_cpu(lambda x: x.max(0)), x)  # not the last axis
