@@ -6,6 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from aigc_jax.models.patch_conv import patch_conv
 from aigc_jax.models.pooling import max_pool
 
 
@@ -35,7 +36,8 @@ class CNN(nn.Module):
     @nn.compact
     def __call__(self, x, return_features: bool = False):
         for ch in self.channels:
-            x = nn.relu(nn.Conv(ch, (3, 3), dtype=self.dtype)(x))
+            # patch_conv: the image's first layer as a matmul over its 3x3 patches (faster on CPU)
+            x = nn.relu(nn.Conv(ch, (3, 3), dtype=self.dtype, conv_general_dilated=patch_conv)(x))
             x = max_pool(x, 2)  # = nn.max_pool(x, (2, 2), strides=(2, 2)), with a faster gradient on CPU
         features = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape((x.shape[0], -1))))
         logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)

@@ -1,0 +1,43 @@
+"""models/patch_conv.py: nn.Conv with `conv_general_dilated=patch_conv` computes Flax's convolution
+(values and gradients), and layers it does not take go to lax unchanged."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.models import patch_conv as pc
+
+
+@pytest.mark.parametrize("shape, features, kernel, strides, padding", [
+    ((4, 28, 28, 1), 32, (3, 3), 1, "SAME"),  # cnn's first layer
+    ((4, 32, 32, 3), 16, (4, 4), 2, ((1, 1), (1, 1))),  # a strided colour layer
+    ((2, 9, 7, 1), 5, (3, 2), (2, 1), "VALID"),  # odd sizes, unequal kernel and strides
+    ((2, 8, 8, 2), 4, (5, 5), 1, ((2, 1), (0, 3))),  # uneven padding
+])
+def test_patch_conv_equals_flax_conv_in_values_and_gradients(shape, features, kernel, strides, padding, monkeypatch):
+    used = []
+    monkeypatch.setattr(pc.jnp, "dot", lambda *a, f=jnp.dot, **k: used.append(1) or f(*a, **k))
+    x = jax.random.normal(jax.random.key(0), shape)
+    flax_conv = nn.Conv(features, kernel, strides=strides, padding=padding)
+    ours = nn.Conv(features, kernel, strides=strides, padding=padding, conv_general_dilated=pc.patch_conv)
+    params = flax_conv.init(jax.random.key(1), x)
+
+    def value_and_grads(layer):
+        return jax.value_and_grad(lambda p, x: jnp.sin(layer.apply(p, x)).sum(), argnums=(0, 1))(params, x)
+
+    expected, got = value_and_grads(flax_conv), value_and_grads(ours)
+    assert used  # the patches path ran
+    assert ours.apply(params, x).shape == flax_conv.apply(params, x).shape
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+
+
+def test_layers_with_many_channels_or_dilation_go_to_lax(monkeypatch):
+    monkeypatch.setattr(pc.jnp, "dot", lambda *a, **k: pytest.fail("took the patches path"))
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, pc.MAX_CHANNELS + 1))
+    for layer in (nn.Conv(3, (3, 3), conv_general_dilated=pc.patch_conv),
+                  nn.Conv(3, (3, 3), kernel_dilation=2, conv_general_dilated=pc.patch_conv)):
+        params = layer.init(jax.random.key(1), x[..., :1] if layer.kernel_dilation == 2 else x)
+        layer.apply(params, x[..., :1] if layer.kernel_dilation == 2 else x)
