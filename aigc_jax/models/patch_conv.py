@@ -26,10 +26,7 @@ def patch_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
     kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                   feature_group_count=feature_group_count, batch_group_count=batch_group_count,
                   precision=precision, preferred_element_type=preferred_element_type)
-    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC) if lhs.ndim == 4 else None
-    plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if (jax.default_backend() != "cpu" or lhs.ndim != 4 or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc
-            or not plain or feature_group_count != 1 or batch_group_count != 1 or lhs.shape[-1] > MAX_CHANNELS):
+    if not _takes(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count):
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
     kh, kw, c, out = rhs.shape
     sh, sw = window_strides
@@ -44,3 +41,14 @@ def patch_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
     y = jnp.dot(patches.reshape(-1, kh * kw * c), rhs.reshape(kh * kw * c, out), precision=precision,
                 preferred_element_type=preferred_element_type)
     return y.reshape(lhs.shape[0], oh, ow, out)
+
+
+def _takes(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count) -> bool:
+    """Whether the layer is one patch_conv computes: on CPU, NHWC, few input channels, no
+    dilation, no groups."""
+    if jax.default_backend() != "cpu" or lhs.ndim != 4 or lhs.shape[-1] > MAX_CHANNELS:
+        return False
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+    plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    return (plain and feature_group_count == 1 and batch_group_count == 1
+            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc)
