@@ -139,3 +139,30 @@ def test_the_wheel_holds_only_the_library():
     assert "aigc_jax" in packages and "aigc_jax.benchmarks" in packages
     assert all(p == "aigc_jax" or p.startswith("aigc_jax.") for p in packages), packages
     assert set(config["project"]["scripts"]) == {"aigc-train", "aigc-bench"}
+
+
+def test_bind_hands_constants_to_the_documented_family_and_names_a_constructor_that_cannot_take_them(user_dir, monkeypatch):
+    import importlib.util
+
+    import numpy as np
+
+    from aigc_jax.data.splits import Splits
+    from aigc_jax.errors import UserError
+
+    monkeypatch.setattr(aigc_jax, "register", lambda cls: cls)  # this process's registry stays as it was
+    spec = importlib.util.spec_from_file_location("my_family_bind", user_dir / "my_family.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    family = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, aigc_jax.Task)
+                  and v is not aigc_jax.Task)
+    data = Splits(train={"x": np.zeros(2)}, test={"x": np.zeros(2)}).with_constants(image_channels=3)
+    bound = family(family.default_config()).bind(data)  # as for a colour set
+    assert bound.image_channels == 3 and bound.model is not None
+
+    class OnlyConfig(family):
+        def __init__(self, config):
+            super().__init__(config)
+
+    with pytest.raises(UserError, match=r"OnlyConfig.__init__ must take \(config, constants=None\).*image_channels"):
+        OnlyConfig(family.default_config()).bind(data)
+    assert OnlyConfig(family.default_config()).bind(Splits(train={}, test={})) is not None  # no constants: itself

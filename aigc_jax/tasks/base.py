@@ -33,6 +33,7 @@ Tasks never call jit, pmap or device_put: the engine decides how a step runs.
 """
 
 import abc
+import inspect
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -71,6 +72,11 @@ class Task(abc.ABC):
         (`Splits.constants`) for its steps to close over; this task is left as it was."""
         if data is None or not data.constants:
             return self
+        try:
+            inspect.signature(type(self)).bind(self.config, {})
+        except TypeError:
+            raise UserError(f"{type(self).__name__}.__init__ must take (config, constants=None) and pass both to "
+                            f"Task.__init__: its data came with constants {sorted(data.constants)} (docs/your_family.md)") from None
         return type(self)(self.config, {**self.constants, **data.constants})
 
     def constant(self, name: str):
