@@ -17,8 +17,7 @@ from aigc_jax.models import patch_conv as pc
     ((2, 8, 8, 2), 4, (5, 5), 1, ((2, 1), (0, 3))),  # uneven padding
 ])
 def test_patch_conv_equals_flax_conv_in_values_and_gradients(shape, features, kernel, strides, padding, monkeypatch):
-    used = []
-    monkeypatch.setattr(pc.jnp, "dot", lambda *a, f=jnp.dot, **k: used.append(1) or f(*a, **k))
+    taken = _record_takes(monkeypatch)
     x = jax.random.normal(jax.random.key(0), shape)
     flax_conv = nn.Conv(features, kernel, strides=strides, padding=padding)
     ours = nn.Conv(features, kernel, strides=strides, padding=padding, conv_general_dilated=pc.patch_conv)
@@ -28,16 +27,25 @@ def test_patch_conv_equals_flax_conv_in_values_and_gradients(shape, features, ke
         return jax.value_and_grad(lambda p, x: jnp.sin(layer.apply(p, x)).sum(), argnums=(0, 1))(params, x)
 
     expected, got = value_and_grads(flax_conv), value_and_grads(ours)
-    assert used  # the patches path ran
+    assert taken and all(taken)  # every call took the patches path
     assert ours.apply(params, x).shape == flax_conv.apply(params, x).shape
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
 
 
 def test_layers_with_many_channels_or_dilation_go_to_lax(monkeypatch):
-    monkeypatch.setattr(pc.jnp, "dot", lambda *a, **k: pytest.fail("took the patches path"))
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, pc.MAX_CHANNELS + 1))
-    for layer in (nn.Conv(3, (3, 3), conv_general_dilated=pc.patch_conv),
-                  nn.Conv(3, (3, 3), kernel_dilation=2, conv_general_dilated=pc.patch_conv)):
-        params = layer.init(jax.random.key(1), x[..., :1] if layer.kernel_dilation == 2 else x)
-        layer.apply(params, x[..., :1] if layer.kernel_dilation == 2 else x)
+    taken = _record_takes(monkeypatch)
+    deep = jax.random.normal(jax.random.key(0), (2, 8, 8, pc.MAX_CHANNELS + 1))
+    for layer, x in ((nn.Conv(3, (3, 3), conv_general_dilated=pc.patch_conv), deep),
+                     (nn.Conv(3, (3, 3), kernel_dilation=2, conv_general_dilated=pc.patch_conv), deep[..., :1])):
+        expected = nn.Conv(3, (3, 3), kernel_dilation=layer.kernel_dilation)
+        params = layer.init(jax.random.key(1), x)
+        np.testing.assert_array_equal(layer.apply(params, x), expected.apply(params, x))  # lax's own result
+    assert taken and not any(taken)
+
+
+def _record_takes(monkeypatch) -> list[bool]:
+    """What `patch_conv` decides at each call: True where it computes the layer over patches."""
+    decisions = []
+    monkeypatch.setattr(pc, "_takes", lambda *a, f=pc._takes: decisions.append(f(*a)) or decisions[-1])
+    return decisions
