@@ -18,7 +18,7 @@ from aigc_jax.tasks.classifier import MLPClassifier
 from aigc_jax.benchmarks import plot, records, report, traces
 from aigc_jax.benchmarks.jax_runner import benchmark_family
 from aigc_jax.benchmarks.peaks import Peak, table_peak
-from aigc_jax.benchmarks.timing import CLOCKS, measure
+from aigc_jax.benchmarks.timing import CLOCKS, ROUNDS, Timed, measure, measure_side_by_side
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK = Peak(0.1, "fixed for the tests")
@@ -91,6 +91,61 @@ def test_measure_counts_steps_in_windows(clock):
     assert timing.windows >= 5 and timing.steps_timed == timing.windows * timing.steps_per_window
     assert sum(calls) == timing.warmup_steps + timing.steps_timed
     assert timing.step_ms_p10 <= timing.step_ms_median <= timing.step_ms_p90
+
+
+class DriftingMachine:
+    """A fake clock on a machine that slows down as the run goes on: a step of `cost` seconds takes
+    cost * (1 + now / 40). The runs `step(name, cost)` makes advance it."""
+
+    def __init__(self):
+        self.now, self.calls = 0.0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def step(self, name: str, cost: float):
+        def run(n: int) -> None:
+            self.calls.append(name)
+            self.now += n * cost * (1 + self.now / 40)
+        return run
+
+
+def test_side_by_side_timing_cancels_the_machines_drift():
+    # B's step costs twice A's. Timed one after the other, B runs on a slower machine than A did.
+    alone = DriftingMachine()
+    a = measure(alone.step("a", 0.1), seconds=10, clock=alone.clock)
+    b = measure(alone.step("b", 0.2), seconds=10, clock=alone.clock)
+    assert b.step_ms_median / a.step_ms_median > 2.4
+    machine = DriftingMachine()
+    a, b = measure_side_by_side([machine.step("a", 0.1), machine.step("b", 0.2)], seconds=10, clock=machine.clock)
+    assert abs(b.step_ms_median / a.step_ms_median - 2.0) < 0.02
+    for t in (a, b):
+        assert t.windows >= 10 and t.steps_timed == t.windows * t.steps_per_window
+        assert t.step_ms_p10 <= t.step_ms_median <= t.step_ms_p90
+    # After both warm-ups the runs take turns, A B in even rounds and B A in odd ones.
+    timed_calls = machine.calls[a.warmup_steps + b.warmup_steps - 2 * ROUNDS:]
+    turns = [name for i, name in enumerate(timed_calls) if i == 0 or timed_calls[i - 1] != name]
+    expected = [name for r in range(ROUNDS) for name in ("ab" if r % 2 == 0 else "ba")]
+    assert turns == [name for i, name in enumerate(expected) if i == 0 or expected[i - 1] != name]
+
+
+def test_family_timed_side_by_side_with_other_steps():
+    calls = []
+
+    def other_run(n):
+        calls.append(n)
+
+    def finish(timing):
+        return {**records.new_record("mlp", "single", "torch-eager", "tiny", batch_size=8),
+                "step_ms_median": timing.step_ms_median}
+
+    out = benchmark_family(registry.FAMILIES["mlp"], "tiny", ["jit", "sharded"], None, 0.02, PEAK,
+                           log=lambda *a: None, beside=[Timed(other_run, finish)])
+    assert [(r["framework"], r["mode"], r["rounds"]) for r in out] == [
+        ("jax", "jit", ROUNDS), ("jax", "sharded", None), ("torch-eager", "single", ROUNDS)]
+    assert out[-1]["step_ms_median"] > 0 and len(calls) > 10
+    # The ratios compare the twins with the JAX step timed beside them, not the default mode's.
+    assert report.reference_jax(out, "mlp")["mode"] == "jit"
 
 
 def test_peak_table_by_device_kind():

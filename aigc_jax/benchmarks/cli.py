@@ -92,7 +92,7 @@ def run(args, command: str, log=print) -> dict:
     from aigc_jax.benchmarks import jax_runner, timing, torch_twins
     from aigc_jax.benchmarks.environment import jax_environment
     from aigc_jax.benchmarks.peaks import device_peak
-    from aigc_jax.benchmarks.presets import default_preset, preset_config
+    from aigc_jax.benchmarks.presets import default_preset
     from aigc_jax.benchmarks.records import new_record, skipped
 
     preset = args.preset or default_preset()
@@ -114,31 +114,16 @@ def run(args, command: str, log=print) -> dict:
     out = []
     for name in args.families or registry.names():
         cls = registry.get(name)
+        twins = _prepared_twins(args, cls, preset, peak, torch_why, log) if args.torch else []
+        # Twins are timed side by side with the family's first mode (alternating rounds, so that the
+        # ratio is not the machine's drift); alone when profiling, which slows the JAX windows.
+        ready = [t for t in twins if not isinstance(t, dict)]
         out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak,
-                                           log=log, clock=clock, profile_root=args.profile)
-        if not args.torch:
-            continue
-
-        def skip_torch(reason):
-            for fw in ("torch-eager", "torch-compile"):
-                out.append(skipped(new_record(name, "single", fw, preset, dtype=args.dtype), reason))
-            log(f"  {name:<14} {'single':<10} torch: skipped ({reason})")
-
-        if name not in torch_twins.TWINS:
-            skip_torch(f"no PyTorch twin for {name!r} (twins: {', '.join(torch_twins.TWINS)})")
-            continue
-        if torch_why:
-            skip_torch(torch_why)
-            continue
-        config, why = preset_config(cls, preset, args.modes[0], args.dtype)
-        if config is None:
-            skip_torch(why)
-            continue
-        from aigc_jax.benchmarks.torch_twins.runner import benchmark_twin
-
-        task = cls(config)
-        out += benchmark_twin(name, config.to_dict(), preset, args.seconds, task.flops_per_step(),
-                              task.tokens_per_step(), peak, log=log, clock=clock)
+                                           log=log, clock=clock, profile_root=args.profile,
+                                           beside=() if args.profile else ready)
+        if args.profile:
+            out += [t.finish(timing.measure(t.run, args.seconds, clock=clock)) for t in ready]
+        out += [t for t in twins if isinstance(t, dict)]
     # Twins whose JAX family is not registered (yet) are not compared: say so.
     if args.torch and not args.families:
         for name in torch_twins.TWINS:
@@ -149,6 +134,30 @@ def run(args, command: str, log=print) -> dict:
     return {"command": command, "preset": preset, "dtype": args.dtype, "seconds": args.seconds,
             "profile": args.profile, "environment": env, "peak": {"tflops_per_device": peak.tflops_per_device, "source": peak.source},
             "records": out}
+
+
+def _prepared_twins(args, cls, preset: str, peak, torch_why: str | None, log) -> list:
+    """`cls`'s PyTorch twins ready to be timed (`timing.Timed`), or records saying why they cannot run."""
+    from aigc_jax.benchmarks import torch_twins
+    from aigc_jax.benchmarks.presets import preset_config
+    from aigc_jax.benchmarks.records import new_record, skipped
+
+    def skip_torch(reason):
+        log(f"  {cls.name:<14} {'single':<10} torch: skipped ({reason})")
+        return [skipped(new_record(cls.name, "single", fw, preset, dtype=args.dtype), reason)
+                for fw in ("torch-eager", "torch-compile")]
+
+    if cls.name not in torch_twins.TWINS:
+        return skip_torch(f"no PyTorch twin for {cls.name!r} (twins: {', '.join(torch_twins.TWINS)})")
+    if torch_why:
+        return skip_torch(torch_why)
+    config, why = preset_config(cls, preset, args.modes[0], args.dtype)
+    if config is None:
+        return skip_torch(why)
+    from aigc_jax.benchmarks.torch_twins.runner import prepare_twins
+
+    task = cls(config)
+    return prepare_twins(cls.name, config.to_dict(), preset, task.flops_per_step(), task.tokens_per_step(), peak, log=log)
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,7 @@ import functools
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ from aigc_jax.benchmarks import records
 from aigc_jax.benchmarks.environment import xla_flags_env
 from aigc_jax.benchmarks.peaks import Peak
 from aigc_jax.benchmarks.presets import preset_config
-from aigc_jax.benchmarks.timing import measure, timed
+from aigc_jax.benchmarks.timing import ROUNDS, Timed, Timing, measure, measure_side_by_side, timed
 
 N_BATCHES = 4  # distinct on-device batches, used in rotation
 # One compiled copy of a whole state (leaf by leaf, every shape would compile its own copy).
@@ -83,6 +83,14 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
     """One timed record for `task` (already configured) in parallel `mode`. `prepare(task)` gives
     the data and the initial state (the state is copied, not consumed). With `profile_dir`, a
     jax.profiler trace of the timed windows (not the compile, not the warm-up) is written there."""
+    step = prepare_task(task, mode, preset, peak, prepare, profile_dir)
+    return step.finish(measure(step.run, seconds, clock=clock, around_windows=_trace_around(profile_dir)))
+
+
+def prepare_task(task, mode: str, preset: str, peak: Peak, prepare: Callable = initial_data_and_state,
+                 profile_dir: str | None = None) -> Timed:
+    """`task`'s compiled step in `mode`, compiled (compile time and first call recorded) and ready
+    to be timed."""
     config = task.config
     devices = check_fits(mode, config.batch_size)  # first: it rejects a batch the devices do not divide
     platform = devices[0].platform
@@ -127,23 +135,27 @@ def benchmark_task(task, mode: str, preset: str, seconds: float, peak: Peak,
         jax.block_until_ready((s, m))
         carry.update(state=s, i=i)
 
-    timing = measure(run, seconds, clock=clock, around_windows=_trace_around(profile_dir))
-    if hasattr(step, "_cache_size"):
-        # A step that compiled more than once (input types that change after a step) would hide
-        # compile time inside the timed windows.
-        record["step_compiles"] = step._cache_size()
-    record["device_peak_memory_bytes"] = _device_peak_memory(devices)
-    return records.with_timing(record, timing, task.flops_per_step(), task.tokens_per_step(),
-                               peak.total(len(devices), platform))
+    def finish(timing: Timing) -> dict:
+        if hasattr(step, "_cache_size"):
+            # A step that compiled more than once (input types that change after a step) would hide
+            # compile time inside the timed windows.
+            record["step_compiles"] = step._cache_size()
+        record["device_peak_memory_bytes"] = _device_peak_memory(devices)
+        return records.with_timing(record, timing, task.flops_per_step(), task.tokens_per_step(),
+                                   peak.total(len(devices), platform))
+
+    return Timed(run, finish)
 
 
 def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float, peak: Peak,
                      log=print, clock: Callable[[], float] = time.perf_counter,
-                     profile_root: str | None = None) -> list[dict]:
+                     profile_root: str | None = None, beside: Sequence[Timed] = ()) -> list[dict]:
     """Records for family `cls` in every mode; a mode that cannot run says why. The data and the
     initial state (whose compilation can cost more than the step's) are made once for all modes.
-    With `profile_root`, each mode's timed steps are traced into `trace_dir(profile_root, family, mode)`."""
-    out, prepared = [], []
+    With `profile_root`, each mode's timed steps are traced into `trace_dir(profile_root, family, mode)`.
+    `beside`: other frameworks' steps (its PyTorch twins), prepared, timed side by side with the
+    first mode that runs (`measure_side_by_side`; alone if none runs), their records after the JAX ones."""
+    out, prepared, beside_records = [], [], []
 
     def prepare_once(task):
         if not prepared:
@@ -159,11 +171,19 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
                 log(f"  {cls.name:<14} {mode:<10} jax: skipped ({why})")
                 continue
             profile_dir = trace_dir(profile_root, cls.name, mode) if profile_root else None
-            out.append(benchmark_task(cls(config), mode, preset, seconds, peak, prepare_once, clock, profile_dir))
+            task = cls(config)
+            if beside and not beside_records:
+                step = prepare_task(task, mode, preset, peak, prepare_once, profile_dir)
+                timings = measure_side_by_side([step.run, *(b.run for b in beside)], seconds, clock=clock)
+                out.append({**step.finish(timings[0]), "rounds": ROUNDS})
+                beside_records = [{**b.finish(t), "rounds": ROUNDS} for b, t in zip(beside, timings[1:])]
+            else:
+                out.append(benchmark_task(task, mode, preset, seconds, peak, prepare_once, clock, profile_dir))
             r = out[-1]
             log(f"  {cls.name:<14} {mode:<10} jax: {r['steps_per_s']:9.1f} steps/s  "
                 f"{r['step_ms_median']:8.3f} ms  compile {r['compile_s']:.2f} s"
-                + (f"  (profiled: {profile_dir})" if profile_dir else ""))
+                + (f"  (profiled: {profile_dir})" if profile_dir else "")
+                + (f"  (side by side with {len(beside)} more, {ROUNDS} rounds)" if r.get("rounds") else ""))
         except UserError as e:  # e.g. a batch the device count does not divide
             out.append(records.skipped(base, str(e)))
             log(f"  {cls.name:<14} {mode:<10} jax: skipped ({e})")
@@ -172,4 +192,6 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
             out.append(records.skipped(base, reason, status="error"))
             log(f"  {cls.name:<14} {mode:<10} jax: ERROR {reason}")
             log(traceback.format_exc())
-    return out
+    if beside and not beside_records:  # no JAX step ran to compare with
+        beside_records = [b.finish(measure(b.run, seconds, clock=clock)) for b in beside]
+    return out + beside_records

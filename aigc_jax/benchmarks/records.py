@@ -18,6 +18,7 @@ FIELDS = (
     "device_kind", "n_devices", "backend", "shape",
     "xla_flags",  # XLA_FLAGS as the JAX step ran with it (None for torch rows)
     "profile_dir",  # where a jax.profiler trace of the timed steps went; None when not profiled
+    "rounds",  # timed side by side with the family's other frameworks in this many rounds; None: alone
 )
 
 

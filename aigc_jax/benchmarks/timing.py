@@ -11,13 +11,14 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 WINDOW_S = 0.02  # target length of one timed window
 MIN_WINDOWS = 10
 MAX_WINDOW_STEPS = 1000
+ROUNDS = 4  # rounds of `measure_side_by_side` (even: each run's mean position is the same)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,27 +48,82 @@ def timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_count
     return clock() - start, out
 
 
+def _warm_up(run: Callable[[int], None], warmup_s: float, clock: Callable[[], float]) -> tuple[int, int]:
+    """Run one step at a time for about `warmup_s` (at least two steps): (steps run, steps per
+    window), the window sized from the last step's time."""
+    warm, spent, last = 0, 0.0, math.inf
+    while warm < 2 or spent < warmup_s:
+        last, _ = timed(lambda: run(1), clock)
+        spent += last
+        warm += 1
+    return warm, int(min(MAX_WINDOW_STEPS, max(1, round(WINDOW_S / max(last, 1e-9)))))
+
+
+def _windows(run: Callable[[int], None], k: int, seconds: float, min_windows: int,
+             clock: Callable[[], float]) -> list[float]:
+    """Seconds per step of each window of k steps, for about `seconds` and at least `min_windows` windows."""
+    per_step, spent = [], 0.0
+    while len(per_step) < min_windows or spent < seconds:
+        t, _ = timed(lambda: run(k), clock)
+        spent += t
+        per_step.append(t / k)
+    return per_step
+
+
+def _timing(per_step: list[float], k: int, warm: int) -> Timing:
+    ms = np.asarray(per_step) * 1000.0
+    return Timing(step_ms_median=float(np.median(ms)), step_ms_p10=float(np.percentile(ms, 10)),
+                  step_ms_p90=float(np.percentile(ms, 90)), steps_timed=k * len(per_step),
+                  windows=len(per_step), steps_per_window=k, warmup_steps=warm)
+
+
 def measure(run: Callable[[int], None], seconds: float, warmup_s: float | None = None,
             min_windows: int = MIN_WINDOWS, clock: Callable[[], float] = time.perf_counter,
             around_windows: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Timing:
     """Warm up for about `warmup_s` (default: a quarter of `seconds`), then time windows of steps
     for about `seconds` and at least `min_windows` windows. `around_windows()` is entered around
     the timed windows only (not the warm-up): a profiler trace, for instance."""
-    warmup_s = seconds / 4 if warmup_s is None else warmup_s
-    # Warm-up, one step at a time: it also estimates the step time that sizes the windows.
-    warm, spent, last = 0, 0.0, math.inf
-    while warm < 2 or spent < warmup_s:
-        last, _ = timed(lambda: run(1), clock)
-        spent += last
-        warm += 1
-    k = int(min(MAX_WINDOW_STEPS, max(1, round(WINDOW_S / max(last, 1e-9)))))
-    per_step, spent = [], 0.0
+    warm, k = _warm_up(run, seconds / 4 if warmup_s is None else warmup_s, clock)
     with around_windows():
-        while len(per_step) < min_windows or spent < seconds:
-            t, _ = timed(lambda: run(k), clock)
-            spent += t
-            per_step.append(t / k)
-    ms = np.asarray(per_step) * 1000.0
-    return Timing(step_ms_median=float(np.median(ms)), step_ms_p10=float(np.percentile(ms, 10)),
-                  step_ms_p90=float(np.percentile(ms, 90)), steps_timed=k * len(per_step),
-                  windows=len(per_step), steps_per_window=k, warmup_steps=warm)
+        per_step = _windows(run, k, seconds, min_windows, clock)
+    return _timing(per_step, k, warm)
+
+
+def measure_side_by_side(runs: Sequence[Callable[[int], None]], seconds: float, rounds: int = ROUNDS,
+                         warmup_s: float | None = None, min_windows: int = MIN_WINDOWS,
+                         clock: Callable[[], float] = time.perf_counter) -> list[Timing]:
+    """Time several steps (one JAX step and its PyTorch twins, say) in alternation, so that they are
+    compared under the same machine: a host whose speed drifts during the run (a shared or
+    throttled CPU moves by 20-30% within minutes) slows each of them alike instead of whichever
+    happened to run then. Each run is warmed up once (as `measure`); then in each of `rounds`
+    rounds each runs one untimed step (whatever the previous framework left spinning or evicted
+    settles) and is timed for about `seconds / rounds` and at least `ceil(min_windows / rounds)`
+    windows, in the given order in even rounds and the reverse in odd ones (A B C, C B A, ...): over
+    an even number of rounds every run sits at the same mean time, so a steady drift favours none.
+    A run's median is the median of its rounds' medians; its p10 and p90 pool the windows (widened
+    to hold the median, should the rounds' sizes differ wildly)."""
+    warmup_s = seconds / 4 if warmup_s is None else warmup_s
+    warmed = [_warm_up(run, warmup_s, clock) for run in runs]
+    rounds_per_step: list[list[list[float]]] = [[] for _ in runs]  # [run][round] -> seconds per step
+    for r in range(rounds):
+        for i in range(len(runs)) if r % 2 == 0 else reversed(range(len(runs))):
+            runs[i](1)
+            rounds_per_step[i].append(_windows(runs[i], warmed[i][1], seconds / rounds, -(-min_windows // rounds), clock))
+    out = []
+    for per_round, (warm, k) in zip(rounds_per_step, warmed):
+        timing = _timing([t for times in per_round for t in times], k, warm + rounds)
+        # The median of the rounds' medians: each round counts once, however many windows it held
+        # (a pooled median leans towards the rounds whose steps ran faster).
+        median = float(np.median([np.median(t) for t in per_round]) * 1000.0)
+        out.append(dataclasses.replace(timing, step_ms_median=median, step_ms_p10=min(timing.step_ms_p10, median),
+                                       step_ms_p90=max(timing.step_ms_p90, median)))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """A step ready to be timed, whatever its framework: `run(n)` runs n steps and returns when
+    their results are ready; `finish(timing)` gives its record (and logs it)."""
+
+    run: Callable[[int], None]
+    finish: Callable[[Timing], dict]

@@ -2,6 +2,7 @@
 same config (shapes, batch, optimizer), same dtype, batches already on the device, windows of
 steps ended by a device synchronisation (`benchmarks.timing`)."""
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import torch
 
 from aigc_jax.benchmarks import records
 from aigc_jax.benchmarks.peaks import Peak, table_peak
-from aigc_jax.benchmarks.timing import measure, timed
+from aigc_jax.benchmarks.timing import Timed, Timing, measure, timed
 from aigc_jax.benchmarks.torch_twins import load_twin
 
 N_BATCHES = 4
@@ -40,7 +41,15 @@ def torch_environment(threads: int | None = None) -> dict:
 def benchmark_twin(family: str, config: dict, preset: str, seconds: float, flops_per_step: float,
                    tokens_per_step: int, host_peak: Peak, log=print,
                    clock: Callable[[], float] = time.perf_counter) -> list[dict]:
-    """torch-eager and torch-compile records for `family`'s twin at the JAX task's `config`."""
+    """torch-eager and torch-compile records for `family`'s twin at the JAX task's `config`, each timed alone."""
+    return [twin if isinstance(twin, dict) else twin.finish(measure(twin.run, seconds, clock=clock))
+            for twin in prepare_twins(family, config, preset, flops_per_step, tokens_per_step, host_peak, log)]
+
+
+def prepare_twins(family: str, config: dict, preset: str, flops_per_step: float, tokens_per_step: int,
+                  host_peak: Peak, log=print) -> list[Timed | dict]:
+    """`family`'s twin eager and under torch.compile, each built, compiled (first call) and ready
+    to be timed; a skipped record instead where torch.compile fails."""
     device = torch_device()
     kind = _device_kind(device)
     tflops = table_peak(kind)
@@ -56,15 +65,7 @@ def benchmark_twin(family: str, config: dict, preset: str, seconds: float, flops
         record["shape"] = twin.shape
         gen = np.random.default_rng(0)
         batches = [twin.random_batch(gen) for _ in range(N_BATCHES)]
-
-        position = [0]  # which batch comes next, kept between calls
-
-        def run(n: int) -> None:
-            for _ in range(n):
-                twin.step(batches[position[0] % N_BATCHES])
-                position[0] += 1
-            _sync(device)
-
+        run = _runner(twin, batches, device)
         if framework == "torch-compile":
             try:
                 twin.compile()
@@ -78,10 +79,26 @@ def benchmark_twin(family: str, config: dict, preset: str, seconds: float, flops
         else:
             first_call_s, _ = timed(lambda: run(1))
         record["first_call_s"] = first_call_s
-        timing = measure(run, seconds, clock=clock)
-        out.append(records.with_timing(record, timing, flops_per_step, tokens_per_step,
-                                       peak.total(1, device.type)))
-        r = out[-1]
-        log(f"  {family:<14} {'single':<10} {framework}: {r['steps_per_s']:9.1f} steps/s  "
-            f"{r['step_ms_median']:8.3f} ms  first call {first_call_s:.2f} s")
+        out.append(Timed(run, functools.partial(_finish, record, flops_per_step, tokens_per_step,
+                                                peak.total(1, device.type), log)))
     return out
+
+
+def _runner(twin, batches: list, device: torch.device) -> Callable[[int], None]:
+    position = [0]  # which batch comes next, kept between calls
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            twin.step(batches[position[0] % N_BATCHES])
+            position[0] += 1
+        _sync(device)
+
+    return run
+
+
+def _finish(record: dict, flops_per_step: float, tokens_per_step: int, peak_tflops: float, log,
+            timing: Timing) -> dict:
+    r = records.with_timing(record, timing, flops_per_step, tokens_per_step, peak_tflops)
+    log(f"  {r['family']:<14} {'single':<10} {r['framework']}: {r['steps_per_s']:9.1f} steps/s  "
+        f"{r['step_ms_median']:8.3f} ms  first call {r['first_call_s']:.2f} s")
+    return r
