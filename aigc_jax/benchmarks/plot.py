@@ -50,8 +50,10 @@ def _draw_ratios(ax, rows: list[Comparison], mode: str) -> None:
                 fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})  # legible over the goal line
     ax.set_yticks(list(y), [_family_label(c, mode) for c in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("JAX steps/s / the faster PyTorch twin's (eager or torch.compile), same run: right of 1x, JAX is faster",
-                  fontsize=8)
+    together = all(c.jax.get("rounds") for c in rows)
+    ax.set_xlabel("JAX steps/s / the faster PyTorch twin's (eager or torch.compile), "
+                  + ("timed side by side in alternating rounds" if together else "same run")
+                  + ": right of 1x, JAX is faster", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
 
 
