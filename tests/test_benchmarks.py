@@ -18,7 +18,7 @@ from aigc_jax.tasks.classifier import MLPClassifier
 from aigc_jax.benchmarks import plot, records, report, traces
 from aigc_jax.benchmarks.jax_runner import benchmark_family
 from aigc_jax.benchmarks.peaks import Peak, table_peak
-from aigc_jax.benchmarks.timing import CLOCKS, ROUNDS, Timed, measure, measure_side_by_side
+from aigc_jax.benchmarks.timing import CLOCKS, ROUNDS, Timed, Timing, measure, measure_side_by_side
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK = Peak(0.1, "fixed for the tests")
@@ -122,6 +122,7 @@ def test_side_by_side_timing_cancels_the_machines_drift():
     for t in (a, b):
         assert t.windows >= 10 and t.steps_timed == t.windows * t.steps_per_window
         assert t.step_ms_p10 <= t.step_ms_median <= t.step_ms_p90
+        assert len(t.round_medians_ms) == ROUNDS and t.round_medians_ms[0] < t.round_medians_ms[-1]  # the drift
     # After both warm-ups the runs take turns, A B in even rounds and B A in odd ones.
     timed_calls = machine.calls[a.warmup_steps + b.warmup_steps - 2 * ROUNDS:]
     turns = [name for i, name in enumerate(timed_calls) if i == 0 or timed_calls[i - 1] != name]
@@ -144,6 +145,7 @@ def test_family_timed_side_by_side_with_other_steps():
     assert [(r["framework"], r["mode"], r["rounds"]) for r in out] == [
         ("jax", "jit", ROUNDS), ("jax", "sharded", None), ("torch-eager", "single", ROUNDS)]
     assert out[-1]["step_ms_median"] > 0 and len(calls) > 10
+    assert len(out[0]["round_medians_ms"]) == ROUNDS and out[1]["round_medians_ms"] is None
     # The ratios compare the twins with the JAX step timed beside them, not the default mode's.
     assert report.reference_jax(out, "mlp")["mode"] == "jit"
 
@@ -164,9 +166,9 @@ def _synthetic_doc() -> dict:
     cnn: torch.compile the faster twin."""
     def ok(family, mode, framework, steps_per_s):
         r = records.new_record(family, mode, framework, "cpu", dtype="float32", batch_size=32)
-        timing = type("T", (), {"steps_per_s": steps_per_s, "step_ms_median": 1000 / steps_per_s,
-                                "step_ms_p10": 900 / steps_per_s, "step_ms_p90": 1100 / steps_per_s,
-                                "steps_timed": 100, "steps_per_window": 10})()
+        timing = Timing(step_ms_median=1000 / steps_per_s, step_ms_p10=900 / steps_per_s,
+                        step_ms_p90=1100 / steps_per_s, steps_timed=100, windows=10, steps_per_window=10,
+                        warmup_steps=2)
         return records.with_timing({**r, "compile_s": 1.0, "first_call_s": 0.1}, timing, 1e9, 0, 0.1)
 
     recs = [ok("mlp", "jit", "jax", 300.0), ok("mlp", "sharded", "jax", 400.0),

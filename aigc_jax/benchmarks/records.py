@@ -19,6 +19,7 @@ FIELDS = (
     "xla_flags",  # XLA_FLAGS as the JAX step ran with it (None for torch rows)
     "profile_dir",  # where a jax.profiler trace of the timed steps went; None when not profiled
     "rounds",  # timed side by side with the family's other frameworks in this many rounds; None: alone
+    "round_medians_ms",  # then each round's median step time, in order (how much the host moved)
 )
 
 
@@ -49,6 +50,7 @@ def with_timing(record: dict, timing: Timing, flops_per_step: float, tokens_per_
         "step_ms_p90": timing.step_ms_p90,
         "steps_timed": timing.steps_timed,
         "steps_per_window": timing.steps_per_window,
+        "round_medians_ms": list(timing.round_medians_ms) or None,
         "flops_per_step": flops or None,
         "tflops": tflops,
         "peak_tflops": peak_tflops,

@@ -30,6 +30,7 @@ class Timing:
     windows: int
     steps_per_window: int
     warmup_steps: int
+    round_medians_ms: tuple[float, ...] = ()  # `measure_side_by_side`: each round's median, in order
 
     @property
     def steps_per_s(self) -> float:
@@ -114,9 +115,10 @@ def measure_side_by_side(runs: Sequence[Callable[[int], None]], seconds: float, 
         timing = _timing([t for times in per_round for t in times], k, warm + rounds)
         # The median of the rounds' medians: each round counts once, however many windows it held
         # (a pooled median leans towards the rounds whose steps ran faster).
-        median = float(np.median([np.median(t) for t in per_round]) * 1000.0)
+        round_medians = tuple(float(np.median(t) * 1000.0) for t in per_round)
+        median = float(np.median(round_medians))
         out.append(dataclasses.replace(timing, step_ms_median=median, step_ms_p10=min(timing.step_ms_p10, median),
-                                       step_ms_p90=max(timing.step_ms_p90, median)))
+                                       step_ms_p90=max(timing.step_ms_p90, median), round_medians_ms=round_medians))
     return out
 
 
