@@ -130,24 +130,29 @@ def test_side_by_side_timing_cancels_the_machines_drift():
     assert turns == [name for i, name in enumerate(expected) if i == 0 or expected[i - 1] != name]
 
 
-def test_family_timed_side_by_side_with_other_steps():
+def test_family_timed_side_by_side_with_other_steps(tmp_path):
     calls = []
 
     def other_run(n):
         calls.append(n)
 
     def finish(timing):
-        return {**records.new_record("mlp", "single", "torch-eager", "tiny", batch_size=8),
-                "step_ms_median": timing.step_ms_median}
+        return records.with_timing(records.new_record("mlp", "single", "torch-eager", "tiny", batch_size=8),
+                                   timing, 0, 0, None)
 
     out = benchmark_family(registry.FAMILIES["mlp"], "tiny", ["jit", "sharded"], None, 0.02, PEAK,
                            log=lambda *a: None, beside=[Timed(other_run, finish)])
-    assert [(r["framework"], r["mode"], r["rounds"]) for r in out] == [
-        ("jax", "jit", ROUNDS), ("jax", "sharded", None), ("torch-eager", "single", ROUNDS)]
+    assert [(r["framework"], r["mode"], len(r["round_medians_ms"] or ())) for r in out] == [
+        ("jax", "jit", ROUNDS), ("jax", "sharded", 0), ("torch-eager", "single", ROUNDS)]
     assert out[-1]["step_ms_median"] > 0 and len(calls) > 10
     assert len(out[0]["round_medians_ms"]) == ROUNDS and out[1]["round_medians_ms"] is None
     # The ratios compare the twins with the JAX step timed beside them, not the default mode's.
     assert report.reference_jax(out, "mlp")["mode"] == "jit"
+    # Profiled, the JAX windows run under a trace: the other steps are timed alone, after them.
+    calls.clear()
+    jax_row, other = benchmark_family(registry.FAMILIES["mlp"], "tiny", ["jit"], None, 0.02, PEAK, log=lambda *a: None,
+                                      profile_root=str(tmp_path), beside=[Timed(other_run, finish)])
+    assert jax_row["round_medians_ms"] is None and other["round_medians_ms"] is None and len(calls) >= 10
 
 
 def test_peak_table_by_device_kind():

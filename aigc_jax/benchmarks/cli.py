@@ -116,13 +116,10 @@ def run(args, command: str, log=print) -> dict:
         cls = registry.get(name)
         twins = _prepared_twins(args, cls, preset, peak, torch_why, log) if args.torch else []
         # Twins are timed side by side with the family's first mode (alternating rounds, so that the
-        # ratio is not the machine's drift); alone when profiling, which slows the JAX windows.
-        ready = [t for t in twins if not isinstance(t, dict)]
+        # ratio is not the machine's drift).
         out += jax_runner.benchmark_family(cls, preset, args.modes, args.dtype, args.seconds, peak,
                                            log=log, clock=clock, profile_root=args.profile,
-                                           beside=() if args.profile else ready)
-        if args.profile:
-            out += [t.finish(timing.measure(t.run, args.seconds, clock=clock)) for t in ready]
+                                           beside=[t for t in twins if not isinstance(t, dict)])
         out += [t for t in twins if isinstance(t, dict)]
     # Twins whose JAX family is not registered (yet) are not compared: say so.
     if args.torch and not args.families:

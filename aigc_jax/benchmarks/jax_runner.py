@@ -154,7 +154,8 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
     initial state (whose compilation can cost more than the step's) are made once for all modes.
     With `profile_root`, each mode's timed steps are traced into `trace_dir(profile_root, family, mode)`.
     `beside`: other frameworks' steps (its PyTorch twins), prepared, timed side by side with the
-    first mode that runs (`measure_side_by_side`; alone if none runs), their records after the JAX ones."""
+    first mode that runs (`measure_side_by_side`); alone after the JAX modes when profiling or if
+    none runs. Their records follow the JAX ones."""
     out, prepared, beside_records = [], [], []
 
     def prepare_once(task):
@@ -172,18 +173,18 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
                 continue
             profile_dir = trace_dir(profile_root, cls.name, mode) if profile_root else None
             task = cls(config)
-            if beside and not beside_records:
-                step = prepare_task(task, mode, preset, peak, prepare_once, profile_dir)
+            if beside and not beside_records and not profile_dir:
+                step = prepare_task(task, mode, preset, peak, prepare_once)
                 timings = measure_side_by_side([step.run, *(b.run for b in beside)], seconds, clock=clock)
-                out.append({**step.finish(timings[0]), "rounds": ROUNDS})
-                beside_records = [{**b.finish(t), "rounds": ROUNDS} for b, t in zip(beside, timings[1:])]
+                out.append(step.finish(timings[0]))
+                beside_records = [b.finish(t) for b, t in zip(beside, timings[1:])]
             else:
                 out.append(benchmark_task(task, mode, preset, seconds, peak, prepare_once, clock, profile_dir))
             r = out[-1]
             log(f"  {cls.name:<14} {mode:<10} jax: {r['steps_per_s']:9.1f} steps/s  "
                 f"{r['step_ms_median']:8.3f} ms  compile {r['compile_s']:.2f} s"
                 + (f"  (profiled: {profile_dir})" if profile_dir else "")
-                + (f"  (side by side with {len(beside)} more, {ROUNDS} rounds)" if r.get("rounds") else ""))
+                + (f"  (side by side with {len(beside)} more, {ROUNDS} rounds)" if r["round_medians_ms"] else ""))
         except UserError as e:  # e.g. a batch the device count does not divide
             out.append(records.skipped(base, str(e)))
             log(f"  {cls.name:<14} {mode:<10} jax: skipped ({e})")
@@ -192,6 +193,6 @@ def benchmark_family(cls, preset: str, modes, dtype: str | None, seconds: float,
             out.append(records.skipped(base, reason, status="error"))
             log(f"  {cls.name:<14} {mode:<10} jax: ERROR {reason}")
             log(traceback.format_exc())
-    if beside and not beside_records:  # no JAX step ran to compare with
+    if beside and not beside_records:  # profiled (the trace slows the JAX windows), or no JAX step ran
         beside_records = [b.finish(measure(b.run, seconds, clock=clock)) for b in beside]
     return out + beside_records

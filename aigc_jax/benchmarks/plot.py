@@ -50,7 +50,7 @@ def _draw_ratios(ax, rows: list[Comparison], mode: str) -> None:
                 fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})  # legible over the goal line
     ax.set_yticks(list(y), [_family_label(c, mode) for c in rows])
     ax.invert_yaxis()
-    together = all(c.jax.get("rounds") for c in rows)
+    together = all(c.jax.get("round_medians_ms") for c in rows)
     ax.set_xlabel("JAX steps/s / the faster PyTorch twin's (eager or torch.compile), "
                   + ("timed side by side in alternating rounds" if together else "same run")
                   + ": right of 1x, JAX is faster", fontsize=8)

@@ -18,8 +18,9 @@ FIELDS = (
     "device_kind", "n_devices", "backend", "shape",
     "xla_flags",  # XLA_FLAGS as the JAX step ran with it (None for torch rows)
     "profile_dir",  # where a jax.profiler trace of the timed steps went; None when not profiled
-    "rounds",  # timed side by side with the family's other frameworks in this many rounds; None: alone
-    "round_medians_ms",  # then each round's median step time, in order (how much the host moved)
+    # Timed side by side with the family's other frameworks: each round's median step time, in
+    # order (how much the host moved); None when timed alone.
+    "round_medians_ms",
 )
 
 

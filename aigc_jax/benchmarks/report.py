@@ -48,7 +48,7 @@ def reference_jax(records, family: str) -> dict | None:
     """The JAX record the torch ratios compare with: the one timed side by side with the twins if
     any, else the default mode's if it ran, else the first that did."""
     jax_rows = [r for r in _ok(records) if r["family"] == family and r["framework"] == "jax"]
-    side_by_side = [r for r in jax_rows if r.get("rounds")]
+    side_by_side = [r for r in jax_rows if r.get("round_medians_ms")]
     return next((r for r in side_by_side + [r for r in jax_rows if r["mode"] == REFERENCE_MODE]),
                 jax_rows[0] if jax_rows else None)
 
