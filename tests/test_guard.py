@@ -1,5 +1,6 @@
-"""The non-finite guard: a NaN or Inf that reaches a step's gradients or new parameters leaves the
-whole train state (parameters, optimizer moments, step count) exactly as it was before that step."""
+"""The non-finite guard: a NaN or Inf that reaches a step's gradients or new parameters is flagged;
+under nan_policy=skip it leaves the whole train state (parameters, optimizer moments, step count)
+exactly as it was before that step, under stop the run never reads the state that holds it."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ from aigc_jax.engine import loop, parallel
 from aigc_jax.engine import run as engine_run
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import compile_task
-from aigc_jax.engine.guard import FLAG, NonFiniteError
+from aigc_jax.engine.guard import FLAG, NonFiniteError, PendingChecks
 from aigc_jax.tasks.classifier import MLPClassifier
 from conftest import read_metrics
 from aigc_jax.cli import build_task
@@ -60,8 +61,8 @@ def leaves(state):
 @pytest.mark.parametrize("mode", ["jit", "shard_map"])
 @pytest.mark.parametrize("where", ["grads", "params"])
 @pytest.mark.parametrize("poison", [float("nan"), float("inf")])
-def test_a_poisoned_update_leaves_the_state_bit_identical(mode, where, poison):
-    task = poisoned_task(where, poison, parallel=mode)
+def test_a_poisoned_update_leaves_the_state_bit_identical_under_skip(mode, where, poison):
+    task = poisoned_task(where, poison, parallel=mode, nan_policy="skip")
     data = task.load_data()
     compiled = compile_task(task, mode, task.config.batch_size)
     keys = engine_run.root_keys(0)
@@ -76,6 +77,48 @@ def test_a_poisoned_update_leaves_the_state_bit_identical(mode, where, poison):
     assert len(after) == len(before)
     for a, b in zip(after, before):
         assert a.dtype == b.dtype and np.array_equal(a, b)  # bit for bit, the step counter included
+
+
+@pytest.mark.parametrize("policy, conditionals", [("skip", 1), ("stop", 0)])
+def test_only_the_skip_policy_keeps_a_copy_of_the_old_state(policy, conditionals):
+    # Under stop the step commits its update as computed: keeping the old state costs a copy of
+    # the whole state every step (the conditional's result is not written in place).
+    task = poisoned_task("grads", float("nan"), nan_policy=policy)
+    data = task.load_data()
+    compiled = compile_task(task, "jit", task.config.batch_size)
+    keys = engine_run.root_keys(0)
+    state = engine_run.initial_state(task, data, keys["init"])
+    host = sampler.take(data.train, sampler.batch_indices(data.num_train, task.config.batch_size, 0, 0))
+    hlo = compiled.train_step.lower(compiled.place_state(state), compiled.place_batch(host), keys["train"]).as_text()
+    assert hlo.count("stablehlo.case") + hlo.count("stablehlo.if") == conditionals
+
+
+def test_stop_policy_run_refuses_the_state_that_holds_a_bad_update(tmp_path):
+    run = engine_run.Run(poisoned_task("grads", float("nan"), parallel="jit"))  # nan_policy=stop
+    run.train(POISON_STEP - 1)
+    run.save(str(tmp_path))
+    for _ in range(3):  # steps 7-9, no sync: the flags wait on the device
+        run.advance()
+    with pytest.raises(NonFiniteError, match=f"non-finite parameters or gradients at step {POISON_STEP}"):
+        run.canonical_state()
+    with pytest.raises(NonFiniteError, match=f"at step {POISON_STEP}"):  # every read, not only the first
+        run.save(str(tmp_path))
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    try:
+        assert ckpt.all_steps() == [POISON_STEP - 1]
+        assert run.restore(ckpt) == POISON_STEP - 1
+    finally:
+        ckpt.close()
+    assert all(np.isfinite(x).all() for x in leaves(run.canonical_state()))  # readable again
+
+
+def test_pending_checks_wait_for_at_most_limit_steps():
+    checks = PendingChecks(limit=4)
+    for step in range(1, 11):
+        checks.add(step, {"loss": jnp.float32(step), FLAG: jnp.int32(step in (3, 9))})
+        assert len(checks._pending) < 4
+    assert checks.bad_steps() == [(3, ["parameters or gradients"]), (9, ["parameters or gradients"])]
+    assert checks.bad_steps() == []
 
 
 def test_skip_policy_keeps_the_previous_state_in_the_checkpoint(tmp_path):

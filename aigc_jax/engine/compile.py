@@ -16,6 +16,7 @@ over leading axes as matrix products, argmax as two reductions).
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,10 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
         # Each process passes its own slice; on one process this is the whole batch.
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(split, np.asarray(x)), batch)
 
-    @guarded
+    # Every mode's step flags non-finite updates; under nan_policy=skip it also keeps the old state.
+    guard = functools.partial(guarded, policy=task.config.nan_policy)
+
+    @guard
     def plain_step(state, batch, rng):
         batch, task_rng = _with_example_keys(batch, rng, _global_batch_size(batch, batch_size))
         return task.train_step(state, batch, task_rng)
@@ -124,7 +128,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
             canonical=identity, place_batch=place_split, place_eval_batch=place_split, probe_features=probe)
 
     if mode == "shard_map":
-        @guarded
+        @guard
         def per_device(state, batch, rng):
             state, metrics = task.train_step(state, batch, rng)
             return state, parallel.data_mean(metrics)
@@ -145,7 +149,7 @@ def compile_task(task, mode: str, batch_size: int, devices=None) -> CompiledTask
     # pmap: the legacy path. Keys are drawn for the global batch, then reshaped per device.
     n = len(devices)
 
-    @guarded
+    @guard
     def per_device_pmap(state, batch, rng):
         state, metrics = task.train_step(state, batch, rng)
         return state, parallel.data_mean(metrics)

@@ -15,7 +15,7 @@ import jax
 
 from aigc_jax.engine.checkpoint import Checkpointer, check_same_run, latest_config
 from aigc_jax.engine.compile import check_fits
-from aigc_jax.engine.guard import FLAG, NonFiniteError, PendingChecks
+from aigc_jax.engine.guard import FLAG, NonFiniteError
 from aigc_jax.engine.metrics import MetricWriter, progress_bar, to_python, write_atomically
 from aigc_jax.engine.samples import write_samples
 from aigc_jax.engine.stopping import StopAgreement, StopRequested, StopSignal, signal_name
@@ -139,18 +139,11 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
     train_step_logged = eval_step_logged = None
     bar = progress_bar(start_step, config.steps, config.family, enabled=chief and show_progress)
     timed_from, timed_steps, stopped_by, skipped = None, 0, None, []
-    checks = PendingChecks()
 
     def resolve_checks() -> None:
-        """Act on non-finite steps since the last sync: stop before anything is written, or skip."""
-        for bad_step, names in checks.bad_steps():
-            if config.nan_policy == "stop":
-                good = ckpt.all_steps()
-                raise NonFiniteError(
-                    f"non-finite {', '.join(names)} at step {bad_step}; stopped (nan_policy=stop), nothing "
-                    f"after step {bad_step - 1} was saved; last good checkpoint: "
-                    f"{f'step {good[-1]} in {ckpt.directory}' if good else 'none'}; "
-                    "--config.nan_policy=skip skips such updates instead")
+        """Act on non-finite steps since the last sync: stop before anything is written (the Run
+        raises), or skip."""
+        for bad_step, names in run.check_updates():
             skipped.append(bad_step)
             log(f"warning: skipped the update of step {bad_step}: non-finite {', '.join(names)}")
 
@@ -158,7 +151,6 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
     try:
         for step in range(start_step + 1, config.steps + 1):
             metrics = run.advance()
-            checks.add(step, metrics)
             stopped_by = stop.after_step()  # agreed by every process: all stop after this same step
             last = step == config.steps or stopped_by is not None
             if timed_from is None:  # the first step compiles: time the ones after it
@@ -194,6 +186,12 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
                 break
         jax.block_until_ready(run.state)
         elapsed = time.perf_counter() - timed_from if timed_from else 0.0
+    except NonFiniteError as e:
+        good = ckpt.all_steps()
+        raise NonFiniteError(
+            f"{e}, nothing after step {e.step - 1} was saved; last good checkpoint: "
+            f"{f'step {good[-1]} in {ckpt.directory}' if good else 'none'}; "
+            "--config.nan_policy=skip skips such updates instead", e.step, e.names) from None
     finally:
         bar.close()
         ckpt.close()

@@ -21,7 +21,7 @@ from aigc_jax.data import sampler
 from aigc_jax.data.records import RecordSplit, split_size
 from aigc_jax.engine.checkpoint import Checkpointer
 from aigc_jax.engine.compile import CompiledTask, check_fits, compile_task
-from aigc_jax.engine.guard import FLAG
+from aigc_jax.engine.guard import FLAG, NonFiniteError, PendingChecks
 from aigc_jax.engine.input_pipeline import StepInputs
 from aigc_jax.engine.metrics import to_python, write_atomically
 from aigc_jax.engine.state import engine_options, evaluation_view, regularise
@@ -130,6 +130,8 @@ class Run:
         self.compiled = compile_task(self.task, mode or config.parallel, config.batch_size)
         self.keys = root_keys(config.seed)
         self.steps_done = 0
+        self._checks = PendingChecks()  # the non-finite flags of steps taken since the last check
+        self._stopped_at: tuple[int, list[str]] | None = None  # nan_policy=stop: the bad update the state holds
         if state is None:
             state = initial_state(self.task, self.data, self.keys["init"])
         else:  # one global (replicated) array per leaf, whatever devices the state came from
@@ -170,11 +172,14 @@ class Run:
         batch = self.compiled.place_batch(host)
         self.state, metrics = self.compiled.train_step(self.state, batch, jax.random.fold_in(self.keys["train"], step))
         self.steps_done = step + 1
+        self._checks.add(self.steps_done, metrics)
         return metrics
 
     def step(self) -> dict:
-        """One train step; its metrics as Python floats."""
-        return to_python({k: v for k, v in jax.device_get(self.advance()).items() if k != FLAG})
+        """One train step; its metrics as Python floats (after `check_updates`)."""
+        metrics = self.advance()
+        self.check_updates()
+        return to_python({k: v for k, v in jax.device_get(metrics).items() if k != FLAG})
 
     def train(self, steps: int) -> dict:
         """`steps` train steps; the last step's metrics as Python floats."""
@@ -184,10 +189,27 @@ class Run:
             self.advance()
         return self.step()
 
+    def check_updates(self) -> list[tuple[int, list[str]]]:
+        """The updates flagged non-finite since the last check: [(step, metric names)], 1-based
+        steps in order (reads the flags: a sync). Under nan_policy=skip those updates were dropped.
+        Under stop the step committed the update (keeping the old state would copy the whole state
+        every step, engine/guard.py), so the first one raises NonFiniteError, and so does every
+        later read of the state, until `restore` replaces it."""
+        bad = self._checks.bad_steps()
+        if self.config.nan_policy == "stop":
+            self._stopped_at = self._stopped_at or (bad[0] if bad else None)
+            if self._stopped_at is not None:
+                step, names = self._stopped_at
+                raise NonFiniteError(f"non-finite {', '.join(names)} at step {step}; stopped (nan_policy=stop)",
+                                     step, names)
+        return bad
+
     # ---- looking at it ----
 
     def canonical_state(self):
-        """The state as one global pytree (what is evaluated and checkpointed)."""
+        """The state as one global pytree (what is evaluated and checkpointed), once no update
+        since the last check was non-finite (`check_updates`)."""
+        self.check_updates()
         return self.compiled.canonical(self.state)
 
     def eval_batch_size(self) -> int:
@@ -227,7 +249,7 @@ class Run:
 
         `same_position`: the saved data position must be the one this run computes for that step
         (a dataset that changed size under a run would silently shift every later batch)."""
-        template = jax.device_put(self.canonical_state(),
+        template = jax.device_put(self.compiled.canonical(self.state),  # shapes only: may hold a bad update
                                   jax.sharding.NamedSharding(self.compiled.mesh, jax.sharding.PartitionSpec()))
         resumable = self.task.resumable_keys if resumable is None else resumable
         restored = ckpt.restore_latest(template, self.config.to_dict(), resumable, move_damaged=move_damaged)
@@ -242,6 +264,7 @@ class Run:
                             "same dataset as the run it continues (use --fresh or another --workdir)")
         self.state = self.compiled.place_state(state)
         self.steps_done = step
+        self._checks, self._stopped_at = PendingChecks(), None
         return step
 
     def save(self, workdir: str) -> str:
