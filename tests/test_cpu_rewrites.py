@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.engine.cpu_rewrites import MIN_ARGMAX, MIN_HALVED_MAX, MIN_ROWS, OPT_OUT_ENV, cpu_rewrites_on, rewritten_for_cpu
+from aigc_jax.engine.cpu_rewrites import ALIASED_ROW, MIN_ARGMAX, MIN_HALVED_MAX, MIN_ROWS, OPT_OUT_ENV, cpu_rewrites_on, rewritten_for_cpu
 
 
 def _primitives(fn, *args) -> list[str]:
@@ -161,3 +161,28 @@ def test_a_long_trailing_max_is_halved_first_and_equal_bit_for_bit(length):
     for left in (odd, short):  # left as one reduce
         assert "max" not in _primitives(rewritten_for_cpu(lambda x: x.max(-1)), left)
     assert "max" not in _primitives(rewritten_for_cpu(lambda x: x.max(0)), x)  # not the last axis
+
+
+def _dot_lhs_shapes(fn, *args) -> list[tuple]:
+    return [eqn.invars[0].aval.shape for eqn in jax.make_jaxpr(fn)(*args).jaxpr.eqns if eqn.primitive.name == "dot_general"]
+
+
+@pytest.mark.parametrize("width, padded", [(ALIASED_ROW, True), (2 * ALIASED_ROW, True), (ALIASED_ROW + 128, False)])
+def test_a_weight_gradient_whose_lhs_rows_are_aligned_gets_a_column_of_zeros(width, padded):
+    contract = (((0, 1), (0, 1)), ((), ()))
+    x = jax.random.normal(jax.random.key(0), (4, MIN_ROWS // 4, width))
+    g = jax.random.normal(jax.random.key(1), (4, MIN_ROWS // 4, 96))
+
+    def alone(x, g):  # x^T g, as a kernel gradient
+        return jax.lax.dot_general(x, g, contract)
+
+    def with_bias(x, g):  # g^T x beside g's sum (the bias gradient): one product, g its lhs
+        return jax.lax.dot_general(x, g, contract).T, x.sum((0, 1))
+
+    # (a product left alone keeps its operands as they were; one with its sum is on [rows, width])
+    for fn, lhs in ((alone, (MIN_ROWS, width + 1) if padded else x.shape), (with_bias, (MIN_ROWS, width + padded))):
+        rewritten = rewritten_for_cpu(fn)
+        assert _dot_lhs_shapes(rewritten, x, g) == [lhs]
+        _close(jax.jit(fn)(x, g), jax.jit(rewritten)(x, g))
+    few = x[:1, :8]  # under MIN_ROWS rows: left as it is
+    assert _dot_lhs_shapes(rewritten_for_cpu(alone), few, g[:1, :8]) == [few.shape]
