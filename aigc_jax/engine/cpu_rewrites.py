@@ -13,7 +13,10 @@ it takes to read the array. Floating-point `reduce_sum`s over leading axes becom
   gradient beside its kernel gradient), part of that product, as one more column of ones beside
   the other operand: `[x, 1]^T @ g` gives the kernel and the bias gradient at once, as
   cuBLASLt's bias-gradient epilogue does. Summed alone, XLA then transposes `g` for the kernel
-  gradient instead of `x` (GPT's step: 350 -> 430 ms);
+  gradient instead of `x` (GPT's step: 350 -> 430 ms). When `g` is that product's lhs and its
+  rows are a multiple of 512 floats long, it gets a column of zeros too: Eigen reads the lhs down
+  its columns, and at such strides the reads fall on the same cache sets (transformer's
+  feed-forward kernel gradients 15-30% faster, its step 3-5%);
 - any other such sum, `ones @ g`.
 
 **Maxes over a last axis by halves.** XLA:CPU's reduction of a row to its maximum (NaN
@@ -58,10 +61,13 @@ MIN_ARGMAX = 128
 # Maxes over the last axis are halved (elementwise maximums of its two halves) down to fewer than
 # this many values before XLA's reduce, which at 64-128 values ran fastest (docs/benchmarks.md).
 MIN_HALVED_MAX = 128
-# A product that contracts the leading (row) axes of both operands (a weight gradient, x^T g) runs
-# in Eigen, which reads its lhs down the columns; when the lhs's rows are a multiple of this many
-# floats long the reads fall on the same cache sets, and one more column of zeros made the product
-# 15-30% faster (docs/benchmarks.md, "Weight gradients with an unaligned lhs").
+# A product that contracts the leading (row) axes of both operands (a kernel gradient beside its
+# bias gradient, [g, 1]^T-style) runs in Eigen, which reads its lhs down the columns; when the
+# lhs's rows are a multiple of this many floats long those reads fall on the same cache sets, and
+# one more column of zeros made the product 15-30% faster (docs/benchmarks.md, "A column of zeros
+# beside an aligned lhs"). Only the paired products get it: on products left alone (dcgan's per-tap
+# kernel gradients, whose lhs is a window of a larger array, and mlp_gan's batch-64 ones) the
+# padding's copy cost more than it saved.
 ALIASED_ROW = 512
 
 
@@ -153,30 +159,6 @@ def _unaligned_rows(x):
     return jnp.pad(x, ((0, 0), (0, 1))) if x.shape[1] % ALIASED_ROW == 0 else x
 
 
-def _is_aligned_row_product(eqn) -> bool:
-    """A float dot_general without batch axes that contracts the leading axes of both operands (at
-    least MIN_ROWS rows: in mlp_gan's batch-64 products the padding made its step slower) and keeps
-    one lhs axis a multiple of ALIASED_ROW long."""
-    if eqn.primitive is not primitives.dot_general_p:
-        return False
-    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-    lhs = eqn.invars[0].aval
-    n = len(lc)
-    return (not lb and not rb and n > 0 and tuple(lc) == tuple(range(n)) and tuple(rc) == tuple(range(n))
-            and lhs.ndim == n + 1 and lhs.shape[-1] % ALIASED_ROW == 0 and math.prod(lhs.shape[:n]) >= MIN_ROWS
-            and jnp.issubdtype(lhs.dtype, jnp.floating))
-
-
-def _row_product(eqn, lhs, rhs):
-    """`eqn`'s x^T g with x given one more (zero) column, which the result then drops."""
-    n = len(eqn.params["dimension_numbers"][0][0])
-    rows = math.prod(lhs.shape[:n])
-    params = dict(precision=eqn.params["precision"], preferred_element_type=eqn.params["preferred_element_type"])
-    out = lax.dot_general(_unaligned_rows(lhs.reshape(rows, -1)), rhs.reshape(rows, -1), (((0,), (0,)), ((), ())),
-                          **params)
-    return out[:lhs.shape[-1]].reshape(eqn.outvars[0].aval.shape)
-
-
 def _is_large_argmax(eqn) -> bool:
     if eqn.primitive is not primitives.argmax_p:
         return False
@@ -249,8 +231,6 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
                 outvals = [_max_by_halves(invals[0])]
             elif _is_large_argmax(eqn):
                 outvals = [_first_max_index(invals[0], eqn.params["axes"][0], eqn.params["index_dtype"])]
-            elif _is_aligned_row_product(eqn):
-                outvals = [_row_product(eqn, *invals)]
             elif eqn.primitive is primitives.jit_p:
                 inner = eqn.params["jaxpr"]
                 outvals = _evaluate(inner.jaxpr, inner.consts, invals)
