@@ -167,19 +167,24 @@ def _dot_lhs_shapes(fn, *args) -> list[tuple]:
     return [eqn.invars[0].aval.shape for eqn in jax.make_jaxpr(fn)(*args).jaxpr.eqns if eqn.primitive.name == "dot_general"]
 
 
-@pytest.mark.parametrize("width, padded", [(ALIASED_ROW, True), (2 * ALIASED_ROW, True), (ALIASED_ROW + 128, False)])
-def test_a_kernel_gradient_with_its_bias_sum_gets_a_column_of_zeros_when_its_lhs_rows_are_aligned(width, padded):
+@pytest.mark.parametrize("summed_width, other_width, lhs_width", [
+    (ALIASED_ROW, 96, 97),  # [other, 1] is the narrower: it is the lhs
+    (ALIASED_ROW, 640, ALIASED_ROW + 1),  # the summed array is, and its aligned rows get a zero column
+    (2 * ALIASED_ROW, 4 * ALIASED_ROW, 2 * ALIASED_ROW + 1),
+    (640, 1024, 640),  # unaligned rows stay as they are
+])
+def test_a_kernel_gradient_with_its_bias_sum_is_one_product_with_the_narrower_lhs(summed_width, other_width, lhs_width):
     contract = (((0, 1), (0, 1)), ((), ()))
-    x = jax.random.normal(jax.random.key(0), (4, MIN_ROWS // 4, width))
-    g = jax.random.normal(jax.random.key(1), (4, MIN_ROWS // 4, 96))
+    summed = jax.random.normal(jax.random.key(0), (4, MIN_ROWS // 4, summed_width))
+    other = jax.random.normal(jax.random.key(1), (4, MIN_ROWS // 4, other_width))
 
-    def with_bias(x, g):  # x^T g beside x's sum (x the summed gradient, the product's lhs)
-        return jax.lax.dot_general(x, g, contract), x.sum((0, 1))
+    def summed_lhs(s, o):  # s^T o beside s's sum (s a layer's output gradient, o its input)
+        return jax.lax.dot_general(s, o, contract), s.sum((0, 1))
 
-    def alone(x, g):
-        return jax.lax.dot_general(x, g, contract)
+    def summed_rhs(s, o):
+        return jax.lax.dot_general(o, s, contract), s.sum((0, 1))
 
-    rewritten = rewritten_for_cpu(with_bias)
-    assert _dot_lhs_shapes(rewritten, x, g) == [(MIN_ROWS, width + padded)]
-    _close(jax.jit(with_bias)(x, g), jax.jit(rewritten)(x, g))
-    assert _dot_lhs_shapes(rewritten_for_cpu(alone), x, g) == [x.shape]  # a product alone is left
+    for fn in (summed_lhs, summed_rhs):
+        rewritten = rewritten_for_cpu(fn)
+        assert _dot_lhs_shapes(rewritten, summed, other) == [(MIN_ROWS, lhs_width)]
+        _close(jax.jit(fn)(summed, other), jax.jit(rewritten)(summed, other))

@@ -13,10 +13,11 @@ it takes to read the array. Floating-point `reduce_sum`s over leading axes becom
   gradient beside its kernel gradient), part of that product, as one more column of ones beside
   the other operand: `[x, 1]^T @ g` gives the kernel and the bias gradient at once, as
   cuBLASLt's bias-gradient epilogue does. Summed alone, XLA then transposes `g` for the kernel
-  gradient instead of `x` (GPT's step: 350 -> 430 ms). When `g` is that product's lhs and its
-  rows are a multiple of 512 floats long, it gets a column of zeros too: Eigen reads the lhs down
-  its columns, and at such strides the reads fall on the same cache sets (transformer's
-  feed-forward kernel gradients 15-30% faster, its step 3-5%);
+  gradient instead of `x` (GPT's step: 350 -> 430 ms). Eigen runs that product fastest with the
+  narrower operand as its lhs, and one whose rows are not a multiple of 512 floats (it reads the
+  lhs down its columns, and at such strides the reads fall on the same cache sets): so `[x, 1]`
+  is the lhs when it is the narrower, else `g`, with a column of zeros when it is aligned
+  (gpt's MLP kernel gradients 35% faster, the transformer's step 4-5%, gpt's 2-4%);
 - any other such sum, `ones @ g`.
 
 **Maxes over a last axis by halves.** XLA:CPU's reduction of a row to its maximum (NaN
@@ -61,13 +62,13 @@ MIN_ARGMAX = 128
 # Maxes over the last axis are halved (elementwise maximums of its two halves) down to fewer than
 # this many values before XLA's reduce, which at 64-128 values ran fastest (docs/benchmarks.md).
 MIN_HALVED_MAX = 128
-# A product that contracts the leading (row) axes of both operands (a kernel gradient beside its
-# bias gradient, [g, 1]^T-style) runs in Eigen, which reads its lhs down the columns; when the
-# lhs's rows are a multiple of this many floats long those reads fall on the same cache sets, and
-# one more column of zeros made the product 15-30% faster (docs/benchmarks.md, "A column of zeros
-# beside an aligned lhs"). Only the paired products get it: on products left alone (dcgan's per-tap
-# kernel gradients, whose lhs is a window of a larger array, and mlp_gan's batch-64 ones) the
-# padding's copy cost more than it saved.
+# A kernel gradient paired with its bias gradient contracts the rows of both operands, which
+# XLA:CPU runs in Eigen; Eigen reads that product's lhs down its columns, and when the lhs's rows
+# are a multiple of this many floats long those reads fall on the same cache sets. The lhs is the
+# narrower operand (`[x, 1]`, unaligned by its ones), or a summed array given one more column of
+# zeros (docs/benchmarks.md, "The narrower operand as the lhs"). Products left alone keep their
+# operands: padding dcgan's per-tap kernel gradients (lhs a window of a larger array) and
+# mlp_gan's batch-64 products made their steps slower.
 ALIASED_ROW = 512
 
 
@@ -144,12 +145,16 @@ def _sum_with_dot(sum_eqn, dot_eqn, summed, other, summed_is_lhs: bool):
     x1 = jnp.concatenate([x, jnp.ones((rows, 1), x.dtype)], axis=1)
     contract = (((0,), (0,)), ((), ()))
     params = dict(precision=dot_eqn.params["precision"], preferred_element_type=dot_eqn.params["preferred_element_type"])
-    if summed_is_lhs:
-        both = lax.dot_general(_unaligned_rows(g), x1, contract, **params)[:g.shape[1]]  # [k, m + 1]
-        product, total = both[:, :-1], both[:, -1]
-    else:
+    # Eigen computes this product (both operands contracted over their rows) fastest with the
+    # narrower operand as its lhs, and one whose rows are not a multiple of ALIASED_ROW floats.
+    if x1.shape[1] <= g.shape[1]:
         both = lax.dot_general(x1, g, contract, **params)  # [m + 1, k]
         product, total = both[:-1], both[-1]
+        product = product.T if summed_is_lhs else product
+    else:
+        both = lax.dot_general(_unaligned_rows(g), x1, contract, **params)[:g.shape[1]]  # [k, m + 1]
+        product, total = both[:, :-1], both[:, -1]
+        product = product if summed_is_lhs else product.T
     return (product.reshape(dot_eqn.outvars[0].aval.shape),
             total.astype(summed.dtype).reshape(sum_eqn.outvars[0].aval.shape))
 
