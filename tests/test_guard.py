@@ -121,6 +121,13 @@ def test_pending_checks_wait_for_at_most_limit_steps():
     assert checks.bad_steps() == []
 
 
+def test_skip_policy_run_lists_the_dropped_updates():
+    run = engine_run.Run(poisoned_task("params", float("inf"), parallel="jit", nan_policy="skip"))
+    run.train(POISON_STEP + 2)
+    assert run.skipped_updates == [POISON_STEP]
+    assert all(np.isfinite(x).all() for x in leaves(run.canonical_state()))
+
+
 def test_skip_policy_keeps_the_previous_state_in_the_checkpoint(tmp_path):
     task = poisoned_task("grads", float("nan"), nan_policy="skip", ckpt_every=1, keep_checkpoints=20)
     summary = loop.train_and_evaluate(task, str(tmp_path), log=lambda *a: None, show_progress=False)

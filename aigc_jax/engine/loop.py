@@ -138,13 +138,12 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
     last_train, last_eval, sample_paths = {}, {}, []
     train_step_logged = eval_step_logged = None
     bar = progress_bar(start_step, config.steps, config.family, enabled=chief and show_progress)
-    timed_from, timed_steps, stopped_by, skipped = None, 0, None, []
+    timed_from, timed_steps, stopped_by = None, 0, None
 
     def resolve_checks() -> None:
         """Act on non-finite steps since the last sync: stop before anything is written (the Run
         raises), or skip."""
-        for bad_step, names in run.check_updates():
-            skipped.append(bad_step)
+        for bad_step, names in run.check_updates():  # kept in run.skipped_updates
             log(f"warning: skipped the update of step {bad_step}: non-finite {', '.join(names)}")
 
     step = start_step
@@ -197,7 +196,7 @@ def _train(task, workdir: str, fresh: bool, log, show_progress: bool, signals: S
         ckpt.close()
         writer.close()
     return {
-        **summary, "step": step, "started": True, "stopped_by": stopped_by, "skipped_updates": skipped,
+        **summary, "step": step, "started": True, "stopped_by": stopped_by, "skipped_updates": run.skipped_updates,
         "metrics": {**last_train, **last_eval}, "train_metrics": last_train, "eval_metrics": last_eval,
         "train_step": train_step_logged, "eval_step": eval_step_logged,
         "steps_per_s": timed_steps / elapsed if elapsed > 0 else float("nan"),

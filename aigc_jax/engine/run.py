@@ -132,6 +132,7 @@ class Run:
         self.steps_done = 0
         self._checks = PendingChecks()  # the non-finite flags of steps taken since the last check
         self._stopped_at: tuple[int, list[str]] | None = None  # nan_policy=stop: the bad update the state holds
+        self.skipped_updates: list[int] = []  # nan_policy=skip: the steps whose update was dropped, so far
         if state is None:
             state = initial_state(self.task, self.data, self.keys["init"])
         else:  # one global (replicated) array per leaf, whatever devices the state came from
@@ -191,8 +192,8 @@ class Run:
 
     def check_updates(self) -> list[tuple[int, list[str]]]:
         """The updates flagged non-finite since the last check: [(step, metric names)], 1-based
-        steps in order (reads the flags: a sync). Under nan_policy=skip those updates were dropped.
-        Under stop the step committed the update (keeping the old state would copy the whole state
+        steps in order (reads the flags: a sync). Under nan_policy=skip those updates were dropped
+        (and join `skipped_updates`). Under stop the step committed the update (keeping the old state would copy the whole state
         every step, engine/guard.py), so the first one raises NonFiniteError, and so does every
         later read of the state, until `restore` replaces it."""
         bad = self._checks.bad_steps()
@@ -202,6 +203,7 @@ class Run:
                 step, names = self._stopped_at
                 raise NonFiniteError(f"non-finite {', '.join(names)} at step {step}; stopped (nan_policy=stop)",
                                      step, names)
+        self.skipped_updates += [step for step, _ in bad]
         return bad
 
     # ---- looking at it ----
