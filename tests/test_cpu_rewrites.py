@@ -169,6 +169,7 @@ def _dot_lhs_shapes(fn, *args) -> list[tuple]:
 
 @pytest.mark.parametrize("summed_width, other_width, lhs_width", [
     (ALIASED_ROW, 96, 97),  # [other, 1] is the narrower: it is the lhs
+    (256, 256, 257),  # at equal widths too
     (ALIASED_ROW, 640, ALIASED_ROW + 1),  # the summed array is, and its aligned rows get a zero column
     (2 * ALIASED_ROW, 4 * ALIASED_ROW, 2 * ALIASED_ROW + 1),
     (640, 1024, 640),  # unaligned rows stay as they are
