@@ -16,8 +16,8 @@ it takes to read the array. Floating-point `reduce_sum`s over leading axes becom
   gradient instead of `x` (GPT's step: 350 -> 430 ms). Eigen runs that product fastest with the
   narrower operand as its lhs, and one whose rows are not a multiple of 512 floats (it reads the
   lhs down its columns, and at such strides the reads fall on the same cache sets): so `[x, 1]`
-  is the lhs when it is the narrower, else `g`, with a column of zeros when it is aligned
-  (gpt's MLP kernel gradients 35% faster, the transformer's step 4-5%, gpt's 2-4%);
+  is the lhs unless `x` is the wider, else `g`, with a column of zeros when it is aligned (gpt's
+  MLP kernel gradients 35% faster, the transformer's step 4-6%, gpt's 2-6%);
 - any other such sum, `ones @ g`.
 
 **Maxes over a last axis by halves.** XLA:CPU's reduction of a row to its maximum (NaN
@@ -64,9 +64,9 @@ MIN_ARGMAX = 128
 MIN_HALVED_MAX = 128
 # A kernel gradient paired with its bias gradient contracts the rows of both operands, which
 # XLA:CPU runs in Eigen; Eigen reads that product's lhs down its columns, and when the lhs's rows
-# are a multiple of this many floats long those reads fall on the same cache sets. The lhs is the
-# narrower operand (`[x, 1]`, unaligned by its ones), or a summed array given one more column of
-# zeros (docs/benchmarks.md, "The narrower operand as the lhs"). Products left alone keep their
+# are a multiple of this many floats long those reads fall on the same cache sets. The lhs is
+# `[x, 1]` (unaligned by its ones) unless x is the wider, else the summed array, given one more
+# column of zeros when aligned (docs/benchmarks.md, "The narrower operand as the lhs"). Products left alone keep their
 # operands: padding dcgan's per-tap kernel gradients (lhs a window of a larger array) and
 # mlp_gan's batch-64 products made their steps slower.
 ALIASED_ROW = 512
