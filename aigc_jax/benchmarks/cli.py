@@ -91,9 +91,9 @@ def run(args, command: str, log=print) -> dict:
     from aigc_jax.tasks import registry
     from aigc_jax.benchmarks import jax_runner, timing, torch_twins
     from aigc_jax.benchmarks.environment import jax_environment
-    from aigc_jax.benchmarks.peaks import device_peak
+    from aigc_jax.benchmarks.peaks import Peak, device_peak
     from aigc_jax.benchmarks.presets import default_preset
-    from aigc_jax.benchmarks.records import new_record, skipped
+    from aigc_jax.benchmarks.records import new_record, rescaled_peak, skipped
 
     preset = args.preset or default_preset()
     # A fresh persistent compilation cache: the first compile of each step is cold, the second warm.
@@ -128,6 +128,15 @@ def run(args, command: str, log=print) -> dict:
                 for fw in ("torch-eager", "torch-compile"):
                     out.append(skipped(new_record(name, "single", fw, preset, dtype=args.dtype),
                                        f"JAX family {name!r} is not registered, so its twin has nothing to compare with"))
+    if peak.source.startswith("measured"):
+        # The measured peak is the best of two measurements, before and after the families: a host
+        # busy during the first would understate it and overstate every MFU.
+        again = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048, clock=clock)
+        if again.tflops_per_device > peak.tflops_per_device:
+            source = f"{again.source}, after the families (before them: {peak.tflops_per_device:.3g})"
+            out = [rescaled_peak(r, again.tflops_per_device / peak.tflops_per_device, source) for r in out]
+            peak = Peak(again.tflops_per_device, source)
+            log(f"peak measured again after the families: {peak.tflops_per_device:.3g} TFLOP/s per device (MFU against it)")
     return {"command": command, "preset": preset, "dtype": args.dtype, "seconds": args.seconds,
             "profile": args.profile, "environment": env, "peak": {"tflops_per_device": peak.tflops_per_device, "source": peak.source},
             "records": out}

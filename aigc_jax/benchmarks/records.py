@@ -59,6 +59,15 @@ def with_timing(record: dict, timing: Timing, flops_per_step: float, tokens_per_
     }
 
 
+def rescaled_peak(record: dict, factor: float, peak_source: str) -> dict:
+    """The record against its devices' peak times `factor` (the peak measured again, higher)."""
+    if not record.get("peak_tflops"):
+        return record
+    peak = record["peak_tflops"] * factor
+    return {**record, "peak_tflops": peak, "peak_source": peak_source,
+            "mfu": record["tflops"] / peak if record.get("tflops") else None}
+
+
 def check(record: dict) -> list[str]:
     """Problems with a record's shape (used by the tests and before writing)."""
     problems = [f"missing field {k!r}" for k in FIELDS if k not in record]
