@@ -62,3 +62,23 @@ def test_the_kernel_gradient_reads_the_input_gradient():
         return seen
 
     assert id(input_grad) in ancestors(kernel_grad.outvars[0], set())
+
+
+def test_sharded_over_the_batch_it_communicates_as_flax_dense_does():
+    """The zero is taken row by row, so a batch-sharded step adds no collective to nn.Dense's."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+    x = jax.device_put(jax.random.normal(jax.random.key(0), (8, 3, 5)), NamedSharding(mesh, P("data")))
+    w = jax.device_put(jax.random.normal(jax.random.key(2), (8, 3, 7)), NamedSharding(mesh, P("data")))
+
+    def compiled_grads(module):
+        params = module.init(jax.random.key(1), x[:1])
+        grad = jax.jit(jax.grad(lambda p, x: jnp.sum(jnp.tanh(module.apply(p, x)) * w), argnums=(0, 1)))
+        return grad(params, x), grad.lower(params, x).compile().as_text()
+
+    (ours, ours_hlo), (flax, flax_hlo) = compiled_grads(InputGradFirstDense(7)), compiled_grads(nn.Dense(7))
+    for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(flax)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for collective in ("all-reduce", "all-gather", "collective-permute", "all-to-all"):
+        assert ours_hlo.count(f" {collective}(") == flax_hlo.count(f" {collective}("), collective

@@ -8,9 +8,9 @@ recurrence's backward scan waits for) and the kernel gradient (which nothing wai
 itself XLA:CPU runs the two side by side on the two cores, so the scan, whose small per-step products
 keep only about one core busy, starts once both are done. Here the kernel gradient reads its input
 through a zero that exists only once the input gradient does, so the input gradient runs first on
-all cores and the kernel gradient then runs beside the scan: lstm_lm's step 5-6% faster on two
-threads (docs/benchmarks.md). The added work is one scalar and an add of that zero to the layer's
-input, fused into the kernel gradient's operand.
+all cores and the kernel gradient then runs beside the scan: lstm_lm's step 7% faster on two
+threads (docs/benchmarks.md). The added work is a zero per row and its add to the layer's input,
+fused into the kernel gradient's operand.
 """
 
 from typing import Any
@@ -34,10 +34,11 @@ def _dense_forward(x, kernel, bias):
 def _dense_backward(residuals, g):
     x, kernel = residuals
     dx = lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())))  # g @ kernel.T
-    # A zero that depends on dx (the where keeps a non-finite dx out of it): the kernel gradient's
-    # operand x + zero cannot be computed before dx is.
-    corner = dx.reshape(-1)[0]
-    zero = jnp.where(jnp.isfinite(corner), corner * 0, 0).astype(x.dtype)
+    # A zero per row that depends on dx's row (the where keeps a non-finite dx out of it): the
+    # kernel gradient's operand x + zero cannot be computed before dx is. Row by row, so a step
+    # sharded over the batch needs no communication for it.
+    first = dx[..., :1]
+    zero = jnp.where(jnp.isfinite(first), first * 0, 0).astype(x.dtype)
     rows, g_rows = (x + zero).reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
     # contracting the rows of both operands, the form autodiff gives nn.Dense's kernel gradient
     return dx, lax.dot_general(rows, g_rows, (((0,), (0,)), ((), ()))), g_rows.sum(0)
