@@ -28,10 +28,11 @@ def negative_elbo_terms(logits, x, mu, logvar):
 def sigmoid_cross_entropy(logits, targets):
     """optax.sigmoid_binary_cross_entropy's value, -t log s(x) - (1 - t) log(1 - s(x)), written as
     softplus(x) - t x, softplus(x) = max(x, 0) + log(1 + exp(-|x|)): stable for any x, and its
-    gradient is s(x) - t, even at 0 (a custom JVP, reusing the exp). One softplus where optax computes two log-sigmoids (the vae
-    step 8% faster), and `log(1 + e)` where `jax.nn.softplus` has `log1p(e)`: with e = exp(-|x|) in
-    (0, 1] the two differ by under 1.2e-7, and XLA:CPU's log1p is the slower (forward + gradient at
-    [128, 784] on one core 0.39 -> 0.22 ms, the vae step 6% faster there; docs/benchmarks.md)."""
+    gradient is s(x) - t, even at 0 (a custom JVP, reusing the exp). One softplus where optax
+    computes two log-sigmoids (the vae step 8% faster), and `log(1 + e)` where `jax.nn.softplus`
+    has `log1p(e)`: with e = exp(-|x|) in (0, 1] the two differ by under 1.2e-7, and XLA:CPU's
+    log1p is the slower (forward + gradient at [128, 784] on one core 0.39 -> 0.22 ms, the vae step
+    6% faster there; docs/benchmarks.md)."""
     return softplus(logits) - logits * targets
 
 
