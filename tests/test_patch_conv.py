@@ -15,6 +15,7 @@ from aigc_jax.models import patch_conv as pc
     ((4, 32, 32, 3), 16, (4, 4), 2, ((1, 1), (1, 1))),  # a strided colour layer
     ((2, 9, 7, 1), 5, (3, 2), (2, 1), "VALID"),  # odd sizes, unequal kernel and strides
     ((2, 8, 8, 2), 4, (5, 5), 1, ((2, 1), (0, 3))),  # uneven padding
+    ((2, 9, 7, 1), 3, (3, 2), 1, "VALID"),  # one channel, stride 1, an uneven kernel: the tap sum
 ])
 def test_patch_conv_equals_flax_conv_in_values_and_gradients(shape, features, kernel, strides, padding, monkeypatch):
     taken = _record_takes(monkeypatch)
@@ -31,6 +32,26 @@ def test_patch_conv_equals_flax_conv_in_values_and_gradients(shape, features, ke
     assert ours.apply(params, x).shape == flax_conv.apply(params, x).shape
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+
+
+def test_one_channel_stride_one_layers_are_tap_sums_the_others_products(monkeypatch):
+    sums = []
+    monkeypatch.setattr(pc, "_tap_sum", lambda *a, f=pc._tap_sum: sums.append(a[0].shape) or f(*a))
+    for shape, strides in (((2, 8, 8, 1), 1), ((2, 8, 8, 1), 2), ((2, 8, 8, 3), 1)):
+        x = jax.random.normal(jax.random.key(0), shape)
+        layer = nn.Conv(4, (3, 3), strides=strides, conv_general_dilated=pc.patch_conv)
+        params = layer.init(jax.random.key(1), x)
+        sums.clear()
+        layer.apply(params, x)
+        assert sums == ([(2, 10, 10, 1)] if shape[-1] == 1 and strides == 1 else [])  # the input padded by SAME
+
+
+def test_the_tap_sum_accumulates_bfloat16_in_float32():
+    x = jnp.full((1, 4, 4, 1), 1.0, jnp.bfloat16)
+    kernel = jnp.full((3, 3, 1, 2), 1.0 + 2.0**-7, jnp.bfloat16)  # bfloat16's next value above 1
+    y = pc.patch_conv(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(y, jnp.full((1, 2, 2, 2), 9 * (1.0 + 2.0**-7), jnp.float32).astype(jnp.bfloat16))
 
 
 def test_layers_with_many_channels_or_dilation_go_to_lax(monkeypatch):
