@@ -68,7 +68,7 @@ def _tap_sum(x, kernel, strides):
     times that tap's [O] weights: one elementwise loop. For a one-channel stride-1 layer (cnn's
     first: [B 28 28, 9] @ [9, 32]) the product's 9-long contraction left the matmul kernels at 18
     GFLOP/s, and the patches cost a pass of their own: forward 0.43 -> 0.10-0.13 ms, the cnn step
-    8% faster on one core, 3% on two (docs/benchmarks.md). With 3 channels or a stride the sum's
+    4-8% faster on one core, 2-3% on two (docs/benchmarks.md). With 3 channels or a stride the sum's
     backward measured slower than the product's, so those layers keep the product."""
     return _tap_sum_value(x, kernel, strides)
 
