@@ -189,3 +189,8 @@ def test_a_kernel_gradient_with_its_bias_sum_is_one_product_with_the_narrower_lh
         rewritten = rewritten_for_cpu(fn)
         assert _dot_lhs_shapes(rewritten, summed, other) == [(MIN_ROWS, lhs_width)]
         _close(jax.jit(fn)(summed, other), jax.jit(rewritten)(summed, other))
+
+    def alone(s, o):
+        return jax.lax.dot_general(s, o, contract)
+
+    assert _dot_lhs_shapes(rewritten_for_cpu(alone), summed, other) == [summed.shape]  # a product alone is left

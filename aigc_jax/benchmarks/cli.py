@@ -107,7 +107,8 @@ def run(args, command: str, log=print) -> dict:
         from aigc_jax.benchmarks.torch_twins.runner import torch_environment
 
         env.update(torch_environment(args.torch_threads))
-    peak = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048, clock=clock)
+    peak_matmul = 512 if preset == "tiny" else 2048
+    peak = device_peak(jax.devices()[0], matmul_size=peak_matmul, clock=clock)
     log(f"preset {preset}, {env['device_count']} x {env['device_kind']} ({env['backend']}); "
         f"peak {peak.tflops_per_device:.3g} TFLOP/s per device ({peak.source})")
 
@@ -131,7 +132,7 @@ def run(args, command: str, log=print) -> dict:
     if peak.source.startswith("measured"):
         # The measured peak is the best of two measurements, before and after the families: a host
         # busy during the first would understate it and overstate every MFU.
-        again = device_peak(jax.devices()[0], matmul_size=512 if preset == "tiny" else 2048, clock=clock)
+        again = device_peak(jax.devices()[0], matmul_size=peak_matmul, clock=clock)
         if again.tflops_per_device > peak.tflops_per_device:
             source = f"{again.source}, after the families (before them: {peak.tflops_per_device:.3g})"
             out = [rescaled_peak(r, again.tflops_per_device / peak.tflops_per_device, source) for r in out]

@@ -66,9 +66,9 @@ MIN_HALVED_MAX = 128
 # XLA:CPU runs in Eigen; Eigen reads that product's lhs down its columns, and when the lhs's rows
 # are a multiple of this many floats long those reads fall on the same cache sets. The lhs is
 # `[x, 1]` (unaligned by its ones) unless x is the wider, else the summed array, given one more
-# column of zeros when aligned (docs/benchmarks.md, "The narrower operand as the lhs"). Products left alone keep their
-# operands: padding dcgan's per-tap kernel gradients (lhs a window of a larger array) and
-# mlp_gan's batch-64 products made their steps slower.
+# column of zeros when aligned (docs/benchmarks.md, "The narrower operand as the lhs"). Products
+# left alone keep their operands: padding dcgan's per-tap kernel gradients (lhs a window of a
+# larger array) and mlp_gan's batch-64 products made their steps slower.
 ALIASED_ROW = 512
 
 

@@ -193,9 +193,9 @@ class Run:
     def check_updates(self) -> list[tuple[int, list[str]]]:
         """The updates flagged non-finite since the last check: [(step, metric names)], 1-based
         steps in order (reads the flags: a sync). Under nan_policy=skip those updates were dropped
-        (and join `skipped_updates`). Under stop the step committed the update (keeping the old state would copy the whole state
-        every step, engine/guard.py), so the first one raises NonFiniteError, and so does every
-        later read of the state, until `restore` replaces it."""
+        (and join `skipped_updates`). Under stop the step committed the update (keeping the old
+        state would copy the whole state every step, engine/guard.py), so the first one raises
+        NonFiniteError, and so does every later read of the state, until `restore` replaces it."""
         bad = self._checks.bad_steps()
         if self.config.nan_policy == "stop":
             self._stopped_at = self._stopped_at or (bad[0] if bad else None)
