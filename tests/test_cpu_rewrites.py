@@ -1,6 +1,8 @@
 """engine/cpu_rewrites.py: the rewritten function computes the same values, the sums it is meant
-to rewrite are no longer `reduce_sum`s, its large argmaxes are no longer argmaxes, and its long
-trailing maxes are halved first."""
+to rewrite are no longer `reduce_sum`s, its large argmaxes are no longer argmaxes, its long
+trailing maxes are halved first, and a mean of per-example sums stays a sum of those sums."""
+
+import re
 
 import flax.linen as nn
 import jax
@@ -64,6 +66,31 @@ def test_a_sum_with_no_matmul_beside_it_becomes_one_and_small_sums_stay():
     rewritten = rewritten_for_cpu(f)
     assert _primitives(rewritten, x, y).count("reduce_sum") == 2
     _close(jax.jit(f)(x, y), jax.jit(rewritten)(x, y))
+
+
+def _reductions_over_rows(fn, x) -> int:
+    """Reductions in the compiled `fn` that run across the rows of its [rows, n] input (XLA:CPU
+    compiles a total as a reduce over both axes or a two-dimensional reduce-window)."""
+    text = jax.jit(fn).lower(x).compile().as_text()
+    return len(re.findall(r"dimensions=\{0,1\}", text)) + len(re.findall(r"window=\{size=([2-9]|\d\d+)x", text))
+
+
+def test_a_mean_of_per_example_sums_read_elsewhere_too_reads_only_those_sums():
+    def f(x):  # a per-example loss, and its mean as a metric
+        per_example = jnp.tanh(x).sum(-1)
+        return per_example, per_example.mean()
+
+    x = jax.random.normal(jax.random.key(0), (128, 784)) * jnp.logspace(-30, 30, 784)
+    rewritten = rewritten_for_cpu(f)
+    assert _reductions_over_rows(f, x) > 0  # XLA merges the mean into a second pass over x...
+    assert _reductions_over_rows(rewritten, x) == 0  # ...kept apart, it sums the 128 sums
+    (plain_rows, plain_mean), (rows, mean) = jax.jit(f)(x), jax.jit(rewritten)(x)
+    np.testing.assert_array_equal(rows, plain_rows)
+    tol = 1e-6 * float(np.abs(rows).max())  # float32 rounding of a sum of 128 such rows
+    np.testing.assert_allclose(mean, np.asarray(plain_rows, np.float64).mean(), rtol=0, atol=tol)
+    np.testing.assert_allclose(mean, plain_mean, rtol=0, atol=tol)
+    alone = lambda x: jnp.tanh(x).sum(-1).mean()  # noqa: E731  (one pass over x is better: left)
+    assert _primitives(rewritten_for_cpu(alone), x) == _primitives(alone, x)
 
 
 def _scan_body(fn, *args):
