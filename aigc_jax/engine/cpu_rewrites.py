@@ -93,13 +93,15 @@ def _leading_sum(eqn) -> int:
     return n
 
 
-def _is_shared_sum_of_sum(eqn, made_by: dict, readers: dict) -> bool:
+def _is_shared_sum_of_sum(eqn, jaxpr: core.Jaxpr, users: dict, made_at: dict) -> bool:
     """Whether `eqn` is a float `reduce_sum` of another sum's result that something else reads too
     (a mean of per-example sums beside the per-example loss)."""
-    if eqn.primitive is not primitives.reduce_sum_p or made_by.get(eqn.invars[0]) is not primitives.reduce_sum_p:
+    summed = eqn.invars[0]
+    if (eqn.primitive is not primitives.reduce_sum_p or not isinstance(summed, core.Var) or summed not in made_at
+            or jaxpr.eqns[made_at[summed]].primitive is not primitives.reduce_sum_p):
         return False
-    aval = eqn.invars[0].aval
-    return jnp.issubdtype(aval.dtype, jnp.floating) and not aval.weak_type and readers.get(eqn.invars[0], 0) > 1
+    readers = len(users.get(summed, [])) + sum(v is summed for v in jaxpr.outvars)
+    return jnp.issubdtype(summed.aval.dtype, jnp.floating) and not summed.aval.weak_type and readers > 1
 
 
 def _sum_kept_apart(x, axes):
@@ -126,11 +128,8 @@ def _partner(eqn, summed, n: int):
     return None
 
 
-def _pairs(eqns) -> dict:
-    """{index: (sum eqn, dot eqn, the dot's other operand, whether the summed array is its lhs)}
-    where each sum paired with a dot is computed, and {index: None} at the other of the two. Both
-    are computed at the earlier one when the dot's other operand exists by then, else at the later
-    one if nothing between them reads the earlier result."""
+def _uses(eqns) -> tuple[dict, dict]:
+    """({var: indices of the eqns reading it}, {var: index of the eqn making it})."""
     users: dict = {}
     made_at: dict = {}
     for i, eqn in enumerate(eqns):
@@ -139,6 +138,14 @@ def _pairs(eqns) -> dict:
                 users.setdefault(v, []).append(i)
         for v in eqn.outvars:
             made_at[v] = i
+    return users, made_at
+
+
+def _pairs(eqns, users: dict, made_at: dict) -> dict:
+    """{index: (sum eqn, dot eqn, the dot's other operand, whether the summed array is its lhs)}
+    where each sum paired with a dot is computed, and {index: None} at the other of the two. Both
+    are computed at the earlier one when the dot's other operand exists by then, else at the later
+    one if nothing between them reads the earlier result."""
     pairs: dict = {}
     for i, eqn in enumerate(eqns):
         n = _leading_sum(eqn)
@@ -243,12 +250,8 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
         env[v] = val
     for v, val in zip(jaxpr.invars, args):
         env[v] = val
-    pairs = _pairs(jaxpr.eqns)
-    made_by = {v: eqn.primitive for eqn in jaxpr.eqns for v in eqn.outvars}
-    readers: dict = {}
-    for v in [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars):
-        if isinstance(v, core.Var):
-            readers[v] = readers.get(v, 0) + 1
+    users, made_at = _uses(jaxpr.eqns)
+    pairs = _pairs(jaxpr.eqns, users, made_at)
     for index, eqn in enumerate(jaxpr.eqns):
         if pairs.get(index, 0) is None:
             continue  # computed with its partner
@@ -262,7 +265,7 @@ def _evaluate(jaxpr: core.Jaxpr, consts, args) -> list:
             invals = [read(v) for v in eqn.invars]
             if n := _leading_sum(eqn):
                 outvals = [_sum_alone(invals[0], n)]
-            elif _is_shared_sum_of_sum(eqn, made_by, readers):
+            elif _is_shared_sum_of_sum(eqn, jaxpr, users, made_at):
                 outvals = [_sum_kept_apart(invals[0], tuple(eqn.params["axes"]))]
             elif _is_large_trailing_max(eqn):
                 outvals = [_max_by_halves(invals[0])]
