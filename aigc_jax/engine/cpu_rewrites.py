@@ -96,8 +96,10 @@ def _leading_sum(eqn) -> int:
 def _is_shared_sum_of_sum(eqn, jaxpr: core.Jaxpr, users: dict, made_at: dict) -> bool:
     """Whether `eqn` is a float `reduce_sum` of another sum's result that something else reads too
     (a mean of per-example sums beside the per-example loss)."""
+    if eqn.primitive is not primitives.reduce_sum_p:
+        return False
     summed = eqn.invars[0]
-    if (eqn.primitive is not primitives.reduce_sum_p or not isinstance(summed, core.Var) or summed not in made_at
+    if (not isinstance(summed, core.Var) or summed not in made_at
             or jaxpr.eqns[made_at[summed]].primitive is not primitives.reduce_sum_p):
         return False
     readers = len(users.get(summed, [])) + sum(v is summed for v in jaxpr.outvars)
