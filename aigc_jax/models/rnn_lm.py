@@ -4,9 +4,9 @@ embed -> `layers` recurrent layers -> linear to the vocabulary. Each layer is `n
 cell (a `lax.scan` over time, compiled once whatever the length): `nn.SimpleCell` (tanh Elman
 RNN), `nn.OptimizedLSTMCell` (the LSTM with its four gates computed by one matmul, the faster
 formulation) or `nn.GRUCell`. A float32 LSTM layer is `LSTMLayer` instead: the same parameters
-and results, with the backward pass written out (models/lstm_layer.py). `__call__` takes the carries of the previous segment and returns the
-new ones, so training can carry the state across segments (truncated BPTT) and sampling can feed
-one byte at a time.
+and results, with the backward pass written out (models/lstm_layer.py). `__call__` takes the
+carries of the previous segment and returns the new ones, so training can carry the state across
+segments (truncated BPTT) and sampling can feed one byte at a time.
 """
 
 import flax.linen as nn
