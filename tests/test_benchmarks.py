@@ -378,3 +378,22 @@ def test_diffusion_sampling_benchmark_times_each_sampler():
         ("dpmpp_2m_sde", 2, 4), ("ddim", 2, 4), ("dpmpp_2m_sde", 3, 6), ("ddim", 3, 6)]
     for row in doc["rows"]:
         assert row["seconds_per_image"] == row["seconds"] / 2 > 0 and row["compile_s"] > 0
+
+
+def test_the_caption_names_the_measurements_whose_rounds_disagree():
+    doc = _synthetic_doc()
+    assert "round medians" not in report.comparison_caption(doc).lower()  # no rounds timed: nothing said
+    steady, unsteady = (1.0, 1.1, 1.05, 1.2), (3.3, 4.4, 3.4, 3.5)  # spreads 1.2 and 1.33
+    for r in doc["records"]:
+        if r["family"] == "mlp" and r["framework"] in ("jax", "torch-eager"):
+            r["round_medians_ms"] = list(steady)
+        if r["family"] == "cnn" and r["framework"] == "torch-compile":
+            r["round_medians_ms"] = list(unsteady)
+    caption = report.comparison_caption(doc)
+    assert "more than 25% apart" in caption and "cnn torch-compile 3.3-4.4 ms" in caption
+    assert "mlp JAX" not in caption and "mlp torch-eager" not in caption  # within 25%: not named
+    for r in doc["records"]:
+        if r.get("round_medians_ms") == list(unsteady):
+            r["round_medians_ms"] = list(steady)
+    assert "within 25% of each other" in report.comparison_caption(doc)
+    assert "within 25% of each other" in report.markdown(doc)

@@ -18,6 +18,9 @@ REFERENCE_MODE = "sharded"  # the engine's default mode: the JAX column the per-
 COMPARISON_MODE = "jit"
 GOAL_RATIO = 1.5  # the project's goal: JAX at least 1.5x the faster PyTorch twin
 TORCH_FRAMEWORKS = ("torch-eager", "torch-compile")
+# Round medians of one measurement further apart than this (slowest over fastest): the host's speed
+# moved while that row ran, so its ratio is worth less than the steadier rows'.
+UNSTEADY_SPREAD = 1.25
 DEFAULT_RESULTS = os.path.join("runs", "benchmarks", "results.json")
 
 
@@ -241,11 +244,37 @@ def comparison_table(doc: dict, mode: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def unsteady_rounds(comparisons_: list[Comparison]) -> list[str]:
+    """'family framework fastest-slowest ms' for each side-by-side measurement whose round medians
+    lie more than UNSTEADY_SPREAD apart."""
+    out = []
+    for c in comparisons_:
+        for r in (c.jax, c.eager, c.compiled):
+            rounds = (r or {}).get("round_medians_ms") or ()
+            if rounds and max(rounds) > UNSTEADY_SPREAD * min(rounds):
+                name = "JAX" if r["framework"] == "jax" else r["framework"]
+                out.append(f"{c.family} {name} {min(rounds):.3g}-{max(rounds):.3g} ms")
+    return out
+
+
+def steadiness_summary(comparisons_: list[Comparison]) -> str:
+    """One sentence on whether the host held still while the rows ran ('' when no round was timed)."""
+    if not any(r and r.get("round_medians_ms") for c in comparisons_ for r in (c.jax, c.eager, c.compiled)):
+        return ""
+    unsteady = unsteady_rounds(comparisons_)
+    limit = f"{round((UNSTEADY_SPREAD - 1) * 100)}%"
+    if not unsteady:
+        return f"Every measurement's round medians lie within {limit} of each other. "
+    return (f"Round medians more than {limit} apart, so the host's speed moved while these ran and their "
+            f"rows' ratios are less sure: {', '.join(unsteady)}. ")
+
+
 def comparison_caption(doc: dict, mode: str | None = None) -> str:
     mode = mode or comparison_mode(doc["records"])
     return (f"Median train steps/s from one run (`{doc['command']}`): JAX in mode `{mode}` (another mode, "
             f"where named, when `{mode}` was not measured), PyTorch twins on one device; JAX / best torch "
             f"is JAX over the faster twin (above 1: JAX faster; goal {GOAL_RATIO}x); {peak_summary(doc)}. "
+            f"{steadiness_summary(comparisons(doc['records'], mode))}"
             f"{run_summary(doc)}. {xla_flags_line(doc['environment'])}")
 
 
@@ -257,7 +286,8 @@ def markdown(doc: dict) -> str:
     if torch_cols:
         lines += [f"## JAX (mode `{comparison_mode(records)}`) against the faster PyTorch twin", "",
                   comparison_table(doc), "",
-                  f"JAX steps/s over the faster of torch eager and torch.compile; goal {GOAL_RATIO}x.", ""]
+                  f"JAX steps/s over the faster of torch eager and torch.compile; goal {GOAL_RATIO}x. "
+                  f"{steadiness_summary(comparisons(records))}".rstrip(), ""]
     lines += ["## Steps per second (median)", ""]
     head = ["family", "batch", "dtype", *(_label(c) for c in cols)]
     head += [f"jax / {c[0]}" for c in torch_cols]
