@@ -244,22 +244,24 @@ def comparison_table(doc: dict, mode: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _round_medians(comparisons_: list[Comparison]):
+    """(family, framework label, round medians) of each measurement timed side by side in rounds."""
+    for c in comparisons_:
+        for r in (c.jax, c.eager, c.compiled):
+            if r and r.get("round_medians_ms"):
+                yield c.family, "JAX" if r["framework"] == "jax" else r["framework"], r["round_medians_ms"]
+
+
 def unsteady_rounds(comparisons_: list[Comparison]) -> list[str]:
     """'family framework fastest-slowest ms' for each side-by-side measurement whose round medians
     lie more than UNSTEADY_SPREAD apart."""
-    out = []
-    for c in comparisons_:
-        for r in (c.jax, c.eager, c.compiled):
-            rounds = (r or {}).get("round_medians_ms") or ()
-            if rounds and max(rounds) > UNSTEADY_SPREAD * min(rounds):
-                name = "JAX" if r["framework"] == "jax" else r["framework"]
-                out.append(f"{c.family} {name} {min(rounds):.3g}-{max(rounds):.3g} ms")
-    return out
+    return [f"{family} {name} {min(rounds):.3g}-{max(rounds):.3g} ms"
+            for family, name, rounds in _round_medians(comparisons_) if max(rounds) > UNSTEADY_SPREAD * min(rounds)]
 
 
 def steadiness_summary(comparisons_: list[Comparison]) -> str:
     """One sentence on whether the host held still while the rows ran ('' when no round was timed)."""
-    if not any(r and r.get("round_medians_ms") for c in comparisons_ for r in (c.jax, c.eager, c.compiled)):
+    if not any(_round_medians(comparisons_)):
         return ""
     unsteady = unsteady_rounds(comparisons_)
     limit = f"{round((UNSTEADY_SPREAD - 1) * 100)}%"
