@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.models.conv_transpose import ConvTranspose, one_pixel_taps, transpose_padding
+from aigc_jax.models.conv_transpose import (DIMENSIONS, ConvTranspose, kernel_gradient, one_pixel_taps,
+                                            stacked_kernel_gradient, transpose_padding)
 
 CASES = [  # input size, in, out channels, kernel, stride, padding
-    (4, 5, 9, 4, 2, "SAME"),  # DCGAN's up-sampling layers (out >= 8: the per-tap kernel gradient)
-    (4, 5, 3, 4, 2, "SAME"),  # an image output layer (out < 8: XLA's own kernel gradient)
+    (4, 5, 9, 4, 2, "SAME"),  # DCGAN's up-sampling layers
+    (4, 5, 3, 4, 2, "SAME"),  # an image output layer
     (1, 4, 10, 4, 1, "VALID"),  # DCGAN's first layer: 1x1 -> 4x4
     (5, 2, 8, 3, 2, "SAME"),  # cyclegan / autoencoder: 3x3, odd sizes
     (7, 2, 8, 3, 2, "VALID"),
@@ -45,6 +46,21 @@ def test_same_parameters_outputs_and_gradients_as_flax(size, c_in, c_out, kernel
     got = jax.grad(loss(layer), argnums=(0, 1))(variables, x)
     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size, c_in, c_out, kernel, stride, padding", CASES)
+def test_both_kernel_gradients_equal_xlas(size, c_in, c_out, kernel, stride, padding):
+    # The layer takes one of the two by width; each must equal autodiff's through lax.conv_transpose.
+    pads = transpose_pads(kernel, stride, padding)
+    x = jax.random.normal(jax.random.key(0), (3, size, size + 1, c_in))  # not square: rows and columns apart
+    k = jax.random.normal(jax.random.key(1), (kernel, kernel, c_in, c_out))
+    native = lambda k: jax.lax.conv_transpose(x, k, (stride, stride), pads, dimension_numbers=DIMENSIONS)  # noqa: E731
+    dy = jax.random.normal(jax.random.key(2), native(k).shape)
+    want = jax.vjp(native, k)[1](dy)[0]
+    assert float(jnp.max(jnp.abs(want))) > 1.0  # a zero gradient would pass the comparisons below
+    for gradient in (kernel_gradient, stacked_kernel_gradient):
+        got = gradient(x, dy, (kernel, kernel), (stride, stride), pads)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=gradient.__name__)
 
 
 def transpose_pads(kernel: int, stride: int, padding) -> tuple:

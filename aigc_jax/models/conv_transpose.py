@@ -10,10 +10,14 @@ single product it is (`conv_transpose_one_pixel`: equal to float rounding).
 Why: XLA lowers that gradient to a convolution over the dilated input (`lhs_dilation`), which
 XLA:CPU runs on a slow generic path: for DCGAN's 4->8 pixel, 512->256 channel layer at batch 64
 it took 1152 ms against 28 ms for the forward pass and 41 ms for the input gradient. Here it is
-a sum over the kernel taps of one matmul each, `x[window] @ dy[phase]`, over only the
-(input, output) pixel pairs that tap connects: a stride-s tap meets every s-th output pixel,
-so no multiplication by the dilation's zeros is done. Same layer: 27 ms (docs/benchmarks.md).
-The forward pass and the input gradient stay XLA's, which are fast already.
+products over only the (input, output) pixel pairs each kernel tap connects (a stride-s tap meets
+every s-th output pixel), so no multiplication by the dilation's zeros is done. A layer whose
+taps x output channels are at most `STACKED_MAX_WIDTH` (an image output layer, a narrow decoder
+layer) is one product: each tap's phase of the output gradient, stacked on the channel axis,
+contracted with the input (`stacked_kernel_gradient`, on CPU; DCGAN's 128 -> 1 output layer
+5.3 -> 0.7 ms). A wider layer is one product per tap, `x[window] @ dy[phase]` (`kernel_gradient`; the
+512 -> 256 layer above: 27 ms), since stacking would copy its output gradient taps / stride^2
+times over. The forward pass and the input gradient stay XLA's, which are fast already.
 """
 
 from collections.abc import Sequence
@@ -26,10 +30,11 @@ import jax.numpy as jnp
 from jax import lax
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-# Below this many output channels XLA's own kernel gradient is the faster one (an image layer with
-# 1-3 channels: 7 ms against 40 ms per tap sum at 16->32 px, 128->1 channels; from 8 up the per-tap
-# sum wins, 66 against 78 ms, and by 32 channels 65 against 484 ms).
-PER_TAP_MIN_FEATURES = 8
+# Widest stacked output gradient (kernel taps x output channels) whose kernel gradient is one
+# product; wider layers take one product per tap. At batch 64 (two threads, ms, XLA's own / stacked /
+# per tap): 16 x 1 channels 5.3 / 0.7 / 40, 16 x 16 187 / 16 / 55, 16 x 64 at 8 px 316 / 16 / 19,
+# 16 x 128 at 8 px 954 / 56 / 40 (docs/benchmarks.md, "Image layers' kernel gradients stacked").
+STACKED_MAX_WIDTH = 1024
 
 
 def transpose_padding(kernel: int, stride: int, padding) -> tuple[int, int]:
@@ -72,6 +77,24 @@ def kernel_gradient(x, dy, kernel_size: Sequence[int], strides: Sequence[int], p
     return jnp.stack(taps)
 
 
+def stacked_kernel_gradient(x, dy, kernel_size: Sequence[int], strides: Sequence[int], pads) -> jax.Array:
+    """`kernel_gradient` as one product: the phase of dy that each tap meets, zero where the tap
+    falls outside the output, laid on the input's pixel grid and stacked on the channel axis
+    ([B, h, w, taps * out]), contracted with x over (batch, h, w)."""
+    low, high, first = [], [], []
+    for d, (k, s, (p, _)) in enumerate(zip(kernel_size, strides, pads)):
+        # tap t meets output pixel p - t + s * m of input pixel m: pad dy so every tap's is in range
+        low.append(max(0, k - 1 - p))
+        high.append(max(0, p + s * (x.shape[1 + d] - 1) - (dy.shape[1 + d] - 1)))
+        first.append(low[-1] + p)
+    padded = jnp.pad(dy, ((0, 0), (low[0], high[0]), (low[1], high[1]), (0, 0)))
+    (sy, sx), (h, w) = strides, x.shape[1:3]
+    phases = [padded[:, first[0] - ty:first[0] - ty + sy * (h - 1) + 1:sy, first[1] - tx:first[1] - tx + sx * (w - 1) + 1:sx]
+              for ty in range(kernel_size[0]) for tx in range(kernel_size[1])]
+    product = jnp.einsum("bhwc,bhwi->ci", jnp.concatenate(phases, axis=-1), x, preferred_element_type=jnp.float32)
+    return jnp.transpose(product.reshape(*kernel_size, dy.shape[-1], x.shape[-1]), (0, 1, 3, 2))
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_transpose(x, kernel, strides: tuple, pads: tuple):
     """`lax.conv_transpose(x, kernel, strides, pads)` (NHWC, HWIO), with a fast kernel gradient."""
@@ -85,10 +108,15 @@ def _forward(x, kernel, strides, pads):
 def _backward(strides, pads, residuals, dy):
     x, kernel = residuals
     native = lambda x, kernel: lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=DIMENSIONS)  # noqa: E731
-    if kernel.shape[-1] < PER_TAP_MIN_FEATURES:
+    kh, kw, _, out = kernel.shape
+    if kh * kw * out > STACKED_MAX_WIDTH:
+        gradient = kernel_gradient
+    elif jax.default_backend() == "cpu":
+        gradient = stacked_kernel_gradient
+    else:  # measured on CPU only; off it a narrow layer keeps XLA's own (cuDNN's) kernel gradient
         return jax.vjp(native, x, kernel)[1](dy)
     _, input_vjp = jax.vjp(lambda x: native(x, kernel), x)
-    return input_vjp(dy)[0], kernel_gradient(x, dy, kernel.shape[:2], strides, pads).astype(kernel.dtype)
+    return input_vjp(dy)[0], gradient(x, dy, kernel.shape[:2], strides, pads).astype(kernel.dtype)
 
 
 conv_transpose.defvjp(_forward, _backward)
