@@ -113,7 +113,7 @@ def _backward(strides, pads, residuals, dy):
         gradient = kernel_gradient
     elif jax.default_backend() == "cpu":
         gradient = stacked_kernel_gradient
-    else:  # measured on CPU only; off it a narrow layer keeps XLA's own (cuDNN's) kernel gradient
+    else:  # measured on CPU only: off it a narrow layer takes XLA's own (cuDNN's) kernel gradient
         return jax.vjp(native, x, kernel)[1](dy)
     _, input_vjp = jax.vjp(lambda x: native(x, kernel), x)
     return input_vjp(dy)[0], gradient(x, dy, kernel.shape[:2], strides, pads).astype(kernel.dtype)
