@@ -80,7 +80,9 @@ def kernel_gradient(x, dy, kernel_size: Sequence[int], strides: Sequence[int], p
 def stacked_kernel_gradient(x, dy, kernel_size: Sequence[int], strides: Sequence[int], pads) -> jax.Array:
     """`kernel_gradient` as one product: the phase of dy that each tap meets, zero where the tap
     falls outside the output, laid on the input's pixel grid and stacked on the channel axis
-    ([B, h, w, taps * out]), contracted with x over (batch, h, w)."""
+    ([B, h, w, taps * out]), contracted with x over (batch, h, w). The tap geometry is
+    `_tap_range`'s, but dy is padded once for all taps: each tap's window from `_tap_range` padded
+    back onto the grid gave the same numbers 10-20% slower (128 -> 3 and 32 -> 16 channels)."""
     low, high, first = [], [], []
     for d, (k, s, (p, _)) in enumerate(zip(kernel_size, strides, pads)):
         # tap t meets output pixel p - t + s * m of input pixel m: pad dy so every tap's is in range
